@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The main job: the whole local system on the embedded default.
+#   stack (Redis + PostGIS, installed with apt when missing) + gateway + worker + simulator.
+# Ctrl-C stops everything cleanly. Settings: PORT (8080), SIM_VEHICLES (200), and every
+# variable of the README's configuration table.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/ensure-deps.sh
+eval "$(bash scripts/stack.sh up)"
+export REDIS_URL DATABASE_URL
+export PORT="${PORT:-8080}"
+mkdir -p .data/logs
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo "[start] stopping…" >&2
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP_STACK:-0}" != 1 ]; then bash scripts/stack.sh down; fi
+}
+trap cleanup INT TERM EXIT
+
+node dist/src/main.js > .data/logs/gateway.log 2>&1 & pids+=($!)
+node dist/workers/main.js > .data/logs/worker.log 2>&1 & pids+=($!)
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "[start] gateway did not become ready; see .data/logs/gateway.log" >&2; tail -20 .data/logs/gateway.log >&2; exit 1; }
+
+if [ -f dist/src/sim/cli.js ]; then
+  node dist/src/sim/cli.js --url "ws://127.0.0.1:$PORT" --vehicles "${SIM_VEHICLES:-200}" > .data/logs/simulator.log 2>&1 & pids+=($!)
+fi
+
+cat >&2 <<MSG
+
+  geoflux is running
+    live map      http://127.0.0.1:$PORT/
+    readiness     http://127.0.0.1:$PORT/readyz
+    metrics       http://127.0.0.1:$PORT/metrics
+    logs          .data/logs/{gateway,worker,simulator}.log
+    REDIS_URL     $REDIS_URL
+    DATABASE_URL  $DATABASE_URL
+  Ctrl-C stops everything (KEEP_STACK=1 leaves Redis/PostgreSQL running).
+
+MSG
+if [ -n "${START_EXIT_AFTER:-}" ]; then sleep "$START_EXIT_AFTER"; exit 0; fi
+wait -n "${pids[@]}" || true
+echo "[start] a process exited; see .data/logs" >&2

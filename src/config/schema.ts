@@ -1,0 +1,84 @@
+import { z } from 'zod';
+
+/**
+ * The whole configuration of every process, validated once at start.
+ * Defaults live in config/default.json; environment variables (see env.ts) override them.
+ */
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.preprocess((v) => {
+  if (v === 'true' || v === '1' || v === 'yes') return true;
+  if (v === 'false' || v === '0' || v === 'no' || v === '') return false;
+  return v;
+}, z.boolean());
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const configSchema = z.object({
+  /** development | production | test; production refuses the development JWT secret. */
+  env: z.enum(['development', 'production', 'test']),
+  /** Shown on every log line; empty means `<hostname>-<pid>`. */
+  instanceId: z.string(),
+  log: z.object({
+    level: z.enum(LOG_LEVELS),
+    /** true: human-readable lines; false: JSON; auto: pretty when stdout is a terminal and env != production. */
+    pretty: z.union([z.literal('auto'), bool]),
+  }),
+  http: z.object({
+    host: z.string().min(1),
+    port: int(0, 65535),
+    /** Allow the slow pure-JS fallback of uWebSockets.js (never in production). */
+    allowUwsFallback: bool,
+  }),
+  redis: z.object({
+    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+    /** Prefix of every key this deployment owns (tests use a random one). */
+    keyPrefix: z.string().max(64),
+  }),
+  database: z.object({
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+    poolSize: int(1, 200),
+  }),
+  auth: z.object({
+    jwtSecret: z.string().min(32, 'must be at least 32 characters'),
+    issuer: z.string().min(1),
+  }),
+  grid: z.object({
+    /** Web Mercator zoom of the ingest cells (Redis GEO sets and streams). */
+    ingestZoom: int(6, 18),
+  }),
+  liveness: z.object({
+    /** An entity silent this long is never returned and is swept out. */
+    entityTtlSeconds: int(5, 86400),
+    sweepIntervalMs: int(100, 600000),
+  }),
+  ingest: z.object({
+    maxPayloadBytes: int(256, 16 * 1024 * 1024),
+    maxBatch: int(1, 10000),
+    /** Approximate cap of each cell stream (XADD MAXLEN ~). */
+    streamMaxLen: int(1000, 100_000_000),
+    idleTimeoutSeconds: int(8, 960),
+  }),
+  query: z.object({
+    maxRadiusMeters: int(1, 1_000_000),
+    maxLimit: int(1, 10000),
+  }),
+  rooms: z.object({
+    minZoom: int(0, 22),
+    maxZoom: int(0, 22),
+  }),
+  worker: z.object({
+    flushIntervalMs: int(100, 600000),
+    consumerGroup: z.string().min(1),
+    readCount: int(1, 1_000_000),
+  }),
+  shutdown: z.object({
+    /** The watchdog exits the process if graceful shutdown takes longer. */
+    timeoutMs: int(100, 600000),
+  }),
+}).superRefine((c, ctx) => {
+  if (c.rooms.minZoom > c.rooms.maxZoom) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['rooms', 'minZoom'], message: 'must be <= rooms.maxZoom' });
+  }
+});
+
+export type Config = z.infer<typeof configSchema>;

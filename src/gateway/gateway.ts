@@ -1,0 +1,118 @@
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { UwsBuild } from './uws.js';
+import { createHmacVerifier } from '../auth/tokens.js';
+import { createKeys } from '../store/redis/keys.js';
+import { createLiveWriter } from '../store/redis/live-writer.js';
+import { createLiveReader } from '../store/redis/live-reader.js';
+import { createIngestBatcher } from '../ingest/batcher.js';
+import { registerIngestSocket, type IngestSockets } from './ingest-socket.js';
+import { createRooms, type Rooms } from '../rooms/io-server.js';
+import { registerHealthRoutes } from '../http/routes/health.js';
+import { registerNearbyRoute } from '../http/routes/nearby.js';
+import { errorBody, route } from '../http/respond.js';
+import { CLOSE_CODES } from '../protocol/errors.js';
+
+export interface GatewayDeps {
+  cfg: Readonly<Config>;
+  log: Logger;
+  uws: UwsBuild;
+  /** Data client (commands, adapter publisher). */
+  redis: Redis;
+  /** Subscriber client for the socket.io adapter. */
+  redisSub: Redis;
+  pg: pg.Pool;
+}
+
+export type GatewayState = 'idle' | 'starting' | 'listening' | 'closing' | 'closed';
+
+export interface Gateway {
+  /** Resolves once the port is listening. */
+  start(): Promise<void>;
+  /** Idempotent ordered shutdown; returns the same promise if called twice. */
+  stop(): Promise<void>;
+  readonly port: number;
+  readonly state: GatewayState;
+}
+
+const MAX_NEARBY_CELLS = 2500;
+
+export function createGateway(d: GatewayDeps): Gateway {
+  const { cfg, log } = d;
+  let state: GatewayState = 'idle';
+  const setState = (s: GatewayState): void => {
+    log.debug({ from: state, to: s }, 'gateway state');
+    state = s;
+  };
+  let listenSocket: us_listen_socket | undefined;
+  let port = 0;
+  let stopping: Promise<void> | undefined;
+  let ingest: IngestSockets | undefined;
+  let rooms: Rooms | undefined;
+
+  const keys = createKeys(cfg.redis.keyPrefix);
+  const verifier = createHmacVerifier(cfg.auth.jwtSecret, cfg.auth.issuer);
+  const writer = createLiveWriter(d.redis, keys, { entityTtlSeconds: cfg.liveness.entityTtlSeconds, streamMaxLen: cfg.ingest.streamMaxLen });
+  const reader = createLiveReader(d.redis, keys, { ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, maxCells: MAX_NEARBY_CELLS });
+  const isClosing = (): boolean => state === 'closing' || state === 'closed';
+
+  function build(): TemplatedApp {
+    const app = d.uws.uws.App();
+    rooms = createRooms({
+      log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub,
+      minZoom: cfg.rooms.minZoom, maxZoom: cfg.rooms.maxZoom, maxTilesPerClient: 64, keyPrefix: cfg.redis.keyPrefix,
+    });
+    const batcher = createIngestBatcher(writer, (pings) => rooms?.publish(pings), log.child({ module: 'ingest' }));
+    ingest = registerIngestSocket(app, {
+      log: log.child({ module: 'ingest' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom,
+      maxBatch: cfg.ingest.maxBatch, maxPayloadBytes: cfg.ingest.maxPayloadBytes, idleTimeoutSeconds: cfg.ingest.idleTimeoutSeconds,
+      limits: { maxFutureMs: 60_000, maxAgeMs: 24 * 3600_000 }, isClosing,
+    });
+    drainIngest = () => batcher.drain();
+    rooms.attach(app);
+    registerHealthRoutes(app, { log, redis: d.redis, pg: d.pg, isClosing });
+    registerNearbyRoute(app, { log, verifier, reader, maxRadiusMeters: cfg.query.maxRadiusMeters, maxLimit: cfg.query.maxLimit });
+    app.any('/*', route(log, (call) => ({ status: 404, body: errorBody('NOT_FOUND', `no route for ${call.method} ${call.url}`) })));
+    return app;
+  }
+  let drainIngest: () => Promise<void> = async () => undefined;
+
+  async function stopSteps(): Promise<void> {
+    setState('closing');
+    const step = async (name: string, fn: () => unknown): Promise<void> => {
+      try { await fn(); } catch (err) { log.warn({ err, step: name }, 'shutdown step failed'); }
+    };
+    await step('close listen socket', () => { if (listenSocket) d.uws.uws.us_listen_socket_close(listenSocket); listenSocket = undefined; });
+    await step('close ingest sockets', () => ingest?.closeAll(CLOSE_CODES.SERVER_RESTART, 'server restart'));
+    await step('flush ingest batches', () => drainIngest());
+    await step('close socket.io', () => rooms?.close());
+    setState('closed');
+  }
+
+  return {
+    get port() { return port; },
+    get state() { return state; },
+    async start() {
+      if (state !== 'idle') throw new Error(`gateway cannot start from state ${state}`);
+      setState('starting');
+      const app = build();
+      await new Promise<void>((resolve, reject) => {
+        app.listen(cfg.http.host, cfg.http.port, (ls) => {
+          if (!ls) return reject(new Error(`could not listen on ${cfg.http.host}:${cfg.http.port}`));
+          listenSocket = ls;
+          port = d.uws.uws.us_socket_local_port(ls);
+          resolve();
+        });
+      });
+      setState('listening');
+      log.info({ host: cfg.http.host, port, uws: d.uws.build, uwsVersion: d.uws.version }, 'gateway listening');
+    },
+    stop() {
+      stopping ??= stopSteps();
+      return stopping;
+    },
+  };
+}

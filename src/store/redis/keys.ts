@@ -1,0 +1,44 @@
+/**
+ * The one owner of Redis key names. All keys of one ingest cell share the hash tag
+ * `{tenant:z/x/y}`, so in Redis Cluster a cell (GEO set, last-seen set, stream) lives on
+ * one shard and multi-key scripts over a cell are legal.
+ */
+export interface CellKeys {
+  /** GEO set of live entities in the cell (member = entity id). */
+  geo: string;
+  /** Sorted set: member = entity id, score = last-seen ms (liveness). */
+  seen: string;
+  /** Stream of accepted pings (one entry each), consumed by workers. */
+  stream: string;
+}
+
+export interface Keys {
+  cell(tenant: string, cell: string): CellKeys;
+  /** Latest state of an entity (expires after the liveness TTL). */
+  entity(tenant: string, id: string): string;
+  /** Sorted set of cells that received pings: member `tenant|z/x/y`, score = last ping ms. */
+  activeCells: string;
+  /** Dead-letter stream for entries workers could not decode. */
+  deadLetters: string;
+}
+
+export function cellMember(tenant: string, cell: string): string {
+  return `${tenant}|${cell}`;
+}
+
+export function parseCellMember(member: string): { tenant: string; cell: string } {
+  const i = member.indexOf('|');
+  return { tenant: member.slice(0, i), cell: member.slice(i + 1) };
+}
+
+export function createKeys(prefix: string): Keys {
+  return {
+    cell(tenant, cell) {
+      const tag = `${prefix}c:{${tenant}:${cell}}`;
+      return { geo: `${tag}:geo`, seen: `${tag}:seen`, stream: `${tag}:xs` };
+    },
+    entity: (tenant, id) => `${prefix}e:${tenant}:${id}`,
+    activeCells: `${prefix}cells`,
+    deadLetters: `${prefix}deadletters`,
+  };
+}

@@ -13,6 +13,7 @@ import { registerIngestSocket, type IngestSockets } from './ingest-socket.js';
 import { createRooms, type Rooms } from '../rooms/io-server.js';
 import { registerHealthRoutes } from '../http/routes/health.js';
 import { registerNearbyRoute } from '../http/routes/nearby.js';
+import { registerMetricsRoute } from '../http/routes/metrics.js';
 import { errorBody, route } from '../http/respond.js';
 import { CLOSE_CODES } from '../protocol/errors.js';
 
@@ -74,6 +75,7 @@ export function createGateway(d: GatewayDeps): Gateway {
     drainIngest = () => batcher.drain();
     rooms.attach(app);
     registerHealthRoutes(app, { log, redis: d.redis, pg: d.pg, isClosing });
+    registerMetricsRoute(app, log);
     registerNearbyRoute(app, { log, verifier, reader, maxRadiusMeters: cfg.query.maxRadiusMeters, maxLimit: cfg.query.maxLimit });
     app.any('/*', route(log, (call) => ({ status: 404, body: errorBody('NOT_FOUND', `no route for ${call.method} ${call.url}`) })));
     return app;

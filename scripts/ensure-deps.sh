@@ -9,8 +9,11 @@ if [ "$major" -lt 20 ]; then
   exit 1
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "[setup] npm ci" >&2
-  npm ci --no-fund --no-audit >&2
+  # `npm install` (with the committed lockfile) rather than `npm ci`: the lockfile cannot list
+  # msgpackr-extract's prebuilt packages for platforms whose versions this registry lacks, and
+  # `npm ci` refuses such a lockfile. Versions still come from package-lock.json.
+  echo "[setup] npm install" >&2
+  npm install --no-fund --no-audit >&2
 fi
 echo "[setup] npm run build" >&2
 npm run --silent build >&2

@@ -7,6 +7,8 @@ export interface AckFrame {
   seq: number | null;
   /** How many pings of the frame were accepted (made durable). */
   count: number;
+  /** Number of the acknowledged frame on this connection (1, 2, …); every data frame gets exactly one ack, in order. */
+  frame?: number;
 }
 
 export interface ErrorFrame {
@@ -17,6 +19,8 @@ export interface ErrorFrame {
   index?: number;
   id?: string;
   seq?: number;
+  /** Number of the frame this error is about (1, 2, … per connection), when it is about a frame. */
+  frame?: number;
 }
 
 export interface WelcomeFrame {

@@ -1,4 +1,4 @@
-/** Worker composition root: config, clients, persister, signals. */
+/** Worker composition root: config, clients, persister, partition maintenance, metrics, signals. */
 import { loadConfig, ConfigError } from '../src/config/load.js';
 import { createLogger } from '../src/log/logger.js';
 import { runProcess } from '../src/lifecycle/run-process.js';
@@ -6,6 +6,8 @@ import { connectRedis, quitRedis } from '../src/store/redis/client.js';
 import { connectPg, endPg } from '../src/store/pg/pool.js';
 import { migrate } from '../src/store/pg/migrate.js';
 import { createPersister } from './persister.js';
+import { createPartitionMaintenance } from './partitions.js';
+import { startMetricsServer, stopMetricsServer } from './metrics.js';
 
 let cfg;
 try {
@@ -15,22 +17,35 @@ try {
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
 const log = createLogger(cfg, 'worker');
+/** Test-only fault injection (not a config key): pause between COMMIT and XACK. */
+const delayAfterCommitMs = Number(process.env.GEOFLUX_FAULT_DELAY_AFTER_COMMIT_MS ?? 0) || 0;
 
 await runProcess({
   log,
   shutdownTimeoutMs: cfg.shutdown.timeoutMs,
   async start() {
+    const w = cfg.worker;
     const redis = await connectRedis(cfg.redis.url, log, 'worker');
     const pg = await connectPg(cfg.database.url, log, 4, 'geoflux-worker');
     await migrate(pg, log);
-    const persister = createPersister({ cfg, log: log.child({ module: 'persister' }), redis, pg, consumer: cfg.instanceId });
+    const maintenance = createPartitionMaintenance(pg, log.child({ module: 'partitions' }), {
+      retentionDays: w.retentionDays, dedupRetentionDays: w.dedupRetentionDays, premakeDays: w.premakeDays, intervalMs: w.maintenanceIntervalMs,
+    });
+    maintenance.start();
+    const metricsServer = await startMetricsServer(w.metricsPort, cfg.http.host, log);
+    const persister = createPersister({ cfg, log: log.child({ module: 'persister' }), redis, pg, consumer: cfg.instanceId, delayAfterCommitMs });
     await persister.start();
-    log.info({ flushIntervalMs: cfg.worker.flushIntervalMs, group: cfg.worker.consumerGroup }, 'worker running');
+    log.info({ flushIntervalMs: w.flushIntervalMs, group: w.consumerGroup, mode: w.mode }, 'worker running');
     return {
       async stop() {
-        await persister.stop();
-        await quitRedis(redis);
-        await endPg(pg);
+        const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+          try { await fn(); } catch (err) { log.warn({ err, step: name }, 'shutdown step failed'); }
+        };
+        await step('persister', () => persister.stop());
+        await step('maintenance', () => maintenance.stop());
+        await step('metrics', () => stopMetricsServer(metricsServer));
+        await step('redis', () => quitRedis(redis));
+        await step('pg', () => endPg(pg));
       },
     };
   },

@@ -3,8 +3,11 @@ import type pg from 'pg';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log/logger.js';
 import { createKeys } from '../src/store/redis/keys.js';
-import { createStreamReader } from './stream-reader.js';
-import { insertPositions } from './position-sink.js';
+import { createStreamReader, type ReadResult, type StreamEntry } from './stream-reader.js';
+import { writeBatch, type WriteResult } from './pg-writer.js';
+import { backoffMs, isPoison } from './errors.js';
+import { workerMetrics } from './metrics.js';
+import { createStatusPublisher } from './status.js';
 
 export type PersisterState = 'idle' | 'running' | 'draining' | 'stopped';
 
@@ -14,9 +17,11 @@ export interface PersisterDeps {
   redis: Redis;
   pg: pg.Pool;
   consumer: string;
+  /** Fault injection for tests: wait this long between COMMIT and XACK. */
+  delayAfterCommitMs?: number;
 }
 
-export interface FlushStats { read: number; written: number; poison: number }
+export interface FlushStats { read: number; fresh: number; positions: number; cellStats: number; poison: number; more: boolean }
 
 export interface Persister {
   start(): Promise<void>;
@@ -27,54 +32,139 @@ export interface Persister {
   readonly state: PersisterState;
 }
 
-/** Every flush interval: read new stream entries, write them to PostGIS, ack after commit. */
+const EMPTY: FlushStats = { read: 0, fresh: 0, positions: 0, cellStats: 0, poison: 0, more: false };
+const RETRY_BASE_MS = 250;
+const RETRY_MAX_MS = 15_000;
+/** Cells that saw no ping for this long are no longer polled (their streams are drained by then). */
+const ACTIVE_WINDOW_MS = 24 * 3600_000;
+
+/**
+ * Every flush interval: read what arrived on the active cell streams (own pending after a
+ * restart, idle entries of dead consumers, new entries), write it to PostGIS in one
+ * transaction, acknowledge after COMMIT, trim acknowledged history. A failed write keeps the
+ * batch and retries it with backoff (entries stay pending in Redis meanwhile, so nothing is
+ * lost if this process dies; another worker claims them after claimIdleMs).
+ */
 export function createPersister(d: PersisterDeps): Persister {
   const { cfg, log } = d;
+  const w = cfg.worker;
   const keys = createKeys(cfg.redis.keyPrefix);
-  const reader = createStreamReader(d.redis, keys, cfg.worker.consumerGroup, d.consumer, cfg.worker.readCount);
+  const reader = createStreamReader(d.redis, keys, w.consumerGroup, d.consumer, w.readCount);
+  const status = createStatusPublisher(d.redis, keys.workerStatus(d.consumer), { instance: d.consumer, mode: w.mode, ttlMs: Math.max(30_000, 3 * w.flushIntervalMs) });
   let state: PersisterState = 'idle';
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<unknown> = Promise.resolve();
   let stopping: Promise<void> | undefined;
+  let firstRead = true;
+  /** A batch whose write failed: retried before anything new is read. */
+  let carry: ReadResult | undefined;
+  let attempt = 0;
+  let lastStreams: string[] = [];
   const setState = (s: PersisterState): void => { log.info({ from: state, to: s }, 'persister state'); state = s; };
 
-  async function flushOnce(): Promise<FlushStats> {
-    const since = Date.now() - 24 * 3600_000;
-    const streams = await reader.activeStreams(since);
-    if (streams.length === 0) return { read: 0, written: 0, poison: 0 };
-    const { entries, poison } = await reader.read(streams);
-    if (entries.length === 0 && poison.length === 0) return { read: 0, written: 0, poison: 0 };
+  async function readBatch(): Promise<ReadResult | undefined> {
+    const streams = await reader.activeStreams(Date.now() - ACTIVE_WINDOW_MS);
+    lastStreams = streams;
+    if (streams.length === 0) return undefined;
+    const batch: ReadResult = { entries: [], poison: [], gone: [], more: false };
+    // Several reads (bounded) until maxBatch: catch-up after an outage goes fast.
+    for (let round = 0; round < 50; round++) {
+      const r = await reader.read(streams, { own: firstRead && round === 0, claimIdleMs: w.claimIdleMs });
+      batch.entries.push(...r.entries); batch.poison.push(...r.poison); batch.gone.push(...r.gone);
+      batch.more = r.more;
+      if (!r.more || batch.entries.length >= w.maxBatch) break;
+    }
+    firstRead = false;
+    return batch;
+  }
+
+  async function write(entries: StreamEntry[]): Promise<WriteResult> {
     const client = await d.pg.connect();
-    let written = 0;
     try {
       await client.query('BEGIN');
-      written = await insertPositions(client, entries.map((e) => e.ping));
+      const res = await writeBatch(client, entries.map((e) => e.ping), w.mode);
       await client.query('COMMIT');
+      return res;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
       client.release();
     }
+  }
+
+  async function flushOnce(): Promise<FlushStats> {
+    const endTimer = workerMetrics.flushDuration.startTimer();
+    const batch = carry ?? (await readBatch());
+    if (!batch || (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0)) {
+      await report(undefined);
+      return EMPTY;
+    }
+    carry = batch;
+    // Poison first: dead-letter + ack, so a bad entry never blocks its cell.
+    if (batch.poison.length > 0) {
+      await reader.deadLetter(batch.poison);
+      await reader.ack(group(batch.poison));
+      workerMetrics.deadLetters.inc(batch.poison.length);
+      for (const p of batch.poison) log.warn({ stream: p.stream, entryId: p.entryId, reason: p.reason }, 'poison entry dead-lettered');
+      batch.poison = [];
+    }
+    const res = await write(batch.entries);
+    if (d.delayAfterCommitMs) {
+      log.info({ entries: batch.entries.length }, 'flush committed (fault injection delay before ack)');
+      await new Promise((r) => setTimeout(r, d.delayAfterCommitMs));
+    }
+    await reader.ack(group([...batch.entries, ...batch.gone]));
+    carry = undefined;
+    const seconds = endTimer();
+    workerMetrics.pingsRead.inc(batch.entries.length);
+    workerMetrics.pingsFresh.inc(res.fresh);
+    workerMetrics.rowsWritten.inc({ table: 'positions' }, res.positions);
+    workerMetrics.rowsWritten.inc({ table: 'cell_stats' }, res.cellStats);
+    await report({ pings: batch.entries.length, rows: res.positions, seconds });
+    return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more };
+  }
+
+  async function report(flushed: { pings: number; rows: number; seconds: number } | undefined): Promise<void> {
+    try {
+      const info = await reader.inspect(lastStreams, flushed !== undefined);
+      const lagMs = info.oldestMs === undefined ? 0 : Math.max(0, Date.now() - info.oldestMs);
+      workerMetrics.entriesPending.set(info.pending);
+      workerMetrics.entriesUndelivered.set(info.undelivered);
+      workerMetrics.lag.set(lagMs / 1000);
+      await status.publish({ state, lagMs, pending: info.pending, undelivered: info.undelivered, flushed });
+    } catch (err) {
+      log.warn({ err }, 'stream inspection failed');
+    }
+  }
+
+  function group(list: { stream: string; entryId: string }[]): Map<string, string[]> {
     const byStream = new Map<string, string[]>();
-    for (const e of [...entries, ...poison]) {
+    for (const e of list) {
       let ids = byStream.get(e.stream);
       if (!ids) byStream.set(e.stream, (ids = []));
       ids.push(e.entryId);
     }
-    for (const p of poison) log.warn({ stream: p.stream, entryId: p.entryId, reason: p.reason }, 'undecodable stream entry skipped');
-    await reader.ack(byStream);
-    return { read: entries.length, written, poison: poison.length };
+    return byStream;
   }
 
   const tick = (): void => {
     if (state !== 'running') return;
     const started = Date.now();
     inFlight = flushOnce().then(
-      (s) => { if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed'); },
-      (err: unknown) => log.error({ err }, 'flush failed; entries stay pending and are retried'),
-    ).finally(() => {
-      if (state === 'running') timer = setTimeout(tick, cfg.worker.flushIntervalMs);
+      (s) => {
+        attempt = 0;
+        if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed');
+        return s.more ? 0 : w.flushIntervalMs;
+      },
+      (err: unknown) => {
+        workerMetrics.flushFailures.inc();
+        const wait = backoffMs(attempt++, RETRY_BASE_MS, RETRY_MAX_MS);
+        log[isPoison(err) ? 'error' : 'warn']({ err, attempt, retryInMs: wait, carried: carry?.entries.length ?? 0 }, 'flush failed; batch kept and retried');
+        return wait;
+      },
+    ).then((next) => {
+      if (state === 'running') timer = setTimeout(tick, next);
     });
   };
 
@@ -84,7 +174,7 @@ export function createPersister(d: PersisterDeps): Persister {
     async start() {
       if (state !== 'idle') throw new Error(`persister cannot start from ${state}`);
       setState('running');
-      timer = setTimeout(tick, cfg.worker.flushIntervalMs);
+      timer = setTimeout(tick, Math.min(w.flushIntervalMs, 1000));
     },
     stop() {
       stopping ??= (async () => {
@@ -92,6 +182,7 @@ export function createPersister(d: PersisterDeps): Persister {
         clearTimeout(timer);
         await inFlight.catch(() => undefined);
         setState('stopped');
+        await status.clear().catch(() => undefined);
       })();
       return stopping;
     },

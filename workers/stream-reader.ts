@@ -1,35 +1,108 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../src/store/redis/keys.js';
 import { parseCellMember } from '../src/store/redis/keys.js';
-import { decodeAccepted, STREAM_FIELD } from '../src/store/redis/codec.js';
-import type { AcceptedPing } from '../src/protocol/ping.js';
+import { STREAM_FIELD } from '../src/store/redis/codec.js';
+import { decodeEntry, type StagedPing } from './entry.js';
+import { isPoison } from './errors.js';
 
 export interface StreamEntry {
   stream: string;
   entryId: string;
-  ping: AcceptedPing;
+  ping: StagedPing;
+}
+
+export interface PoisonEntry {
+  stream: string;
+  entryId: string;
+  reason: string;
+  raw?: Buffer;
 }
 
 export interface ReadResult {
   entries: StreamEntry[];
-  /** Entries that could not be decoded (poison). */
-  poison: { stream: string; entryId: string; reason: string }[];
+  /** Entries that could not be decoded or checked (poison). */
+  poison: PoisonEntry[];
+  /** Ids that were pending but no longer exist in the stream (trimmed): ack them. */
+  gone: { stream: string; entryId: string }[];
+  /** Some stream had more than one read returns: flush again at once. */
+  more: boolean;
 }
 
-type XReadReply = [string, [string, (string | Buffer)[]][]][] | null;
+export interface StreamsInfo {
+  /** Entries read by some consumer and not acked yet, summed over streams. */
+  pending: number;
+  /** Entries not yet delivered to any consumer, summed over streams. */
+  undelivered: number;
+  /** Id time (ms) of the oldest entry not yet persisted (pending or undelivered), if any. */
+  oldestMs: number | undefined;
+}
 
-/** Reads new entries of every active cell stream through a consumer group. */
+type RawEntry = [Buffer, Buffer[] | null];
+
+const idMs = (id: string): number => Number(id.slice(0, id.indexOf('-')));
+/** Compares two stream ids `ms-seq`. */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
+}
+const nextId = (id: string): string => {
+  const [ms, seq] = id.split('-') as [string, string];
+  return `${ms}-${BigInt(seq) + 1n}`;
+};
+
+/**
+ * Reads cell streams through a consumer group: own pending entries (after a restart),
+ * entries other consumers left pending too long (XAUTOCLAIM), and new entries.
+ */
 export function createStreamReader(redis: Redis, keys: Keys, group: string, consumer: string, count: number) {
   const groups = new Set<string>();
 
-  async function ensureGroup(stream: string): Promise<void> {
-    if (groups.has(stream)) return;
-    try {
-      await redis.xgroup('CREATE', stream, group, '0', 'MKSTREAM');
-    } catch (err) {
-      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+  async function ensureGroups(streams: string[]): Promise<void> {
+    const missing = streams.filter((s) => !groups.has(s));
+    if (missing.length === 0) return;
+    const pipe = redis.pipeline();
+    for (const s of missing) pipe.xinfo('GROUPS', s);
+    const infos = (await pipe.exec()) ?? [];
+    const create = redis.pipeline();
+    let n = 0;
+    missing.forEach((s, i) => {
+      const [err, reply] = infos[i] ?? [];
+      const names = err ? [] : (reply as unknown[][]).map((g) => String(g[1]));
+      if (!names.includes(group)) { create.xgroup('CREATE', s, group, '0', 'MKSTREAM'); n++; }
+    });
+    if (n > 0) await create.exec(); // BUSYGROUP from a concurrent creator is harmless: the group exists
+    for (const s of missing) groups.add(s);
+  }
+
+  function collect(stream: string, list: RawEntry[] | null | undefined, out: ReadResult): number {
+    let n = 0;
+    for (const [rawId, fields] of list ?? []) {
+      n++;
+      const entryId = rawId.toString();
+      if (!fields) { out.gone.push({ stream, entryId }); continue; }
+      let value: Buffer | undefined;
+      for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === STREAM_FIELD) value = fields[i + 1];
+      try {
+        out.entries.push({ stream, entryId, ping: decodeEntry(value) });
+      } catch (err) {
+        if (!isPoison(err)) throw err;
+        out.poison.push({ stream, entryId, reason: err.message, ...(value ? { raw: value } : {}) });
+      }
     }
-    groups.add(stream);
+    return n;
+  }
+
+  async function readGroup(streams: string[], id: '0' | '>', out: ReadResult): Promise<void> {
+    const pipe = redis.pipeline();
+    for (const s of streams) pipe.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', s, id);
+    const replies = (await pipe.exec()) ?? [];
+    replies.forEach(([err, reply], i) => {
+      if (err) throw err;
+      for (const [, list] of (reply as [Buffer, RawEntry[]][] | null) ?? []) {
+        if (collect(streams[i]!, list, out) >= count) out.more = true;
+      }
+    });
   }
 
   return {
@@ -42,39 +115,103 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
       });
     },
 
-    async read(streams: string[]): Promise<ReadResult> {
-      for (const s of streams) await ensureGroup(s);
+    /**
+     * One batch: `own` = this consumer's pending entries (first flush after a restart),
+     * then entries idle longer than `claimIdleMs` in any consumer, then new entries.
+     */
+    async read(streams: string[], opts: { own: boolean; claimIdleMs: number }): Promise<ReadResult> {
+      const out: ReadResult = { entries: [], poison: [], gone: [], more: false };
+      if (streams.length === 0) return out;
+      await ensureGroups(streams);
+      if (opts.own) await readGroup(streams, '0', out);
       const pipe = redis.pipeline();
-      for (const s of streams) pipe.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', s, '>');
-      const replies = (await pipe.exec()) ?? [];
-      const out: ReadResult = { entries: [], poison: [] };
-      replies.forEach(([err, reply], i) => {
+      for (const s of streams) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, opts.claimIdleMs, '0-0', 'COUNT', count);
+      const claims = (await pipe.exec()) ?? [];
+      claims.forEach(([err, reply], i) => {
         if (err) throw err;
-        const stream = streams[i]!;
-        for (const [, entries] of (reply as XReadReply) ?? []) {
-          for (const [rawId, fields] of entries) {
-            const entryId = rawId.toString();
-            const idx = fields.findIndex((f) => f.toString() === STREAM_FIELD);
-            const value = idx >= 0 ? fields[idx + 1] : undefined;
-            try {
-              if (!value) throw new Error(`no '${STREAM_FIELD}' field`);
-              out.entries.push({ stream, entryId, ping: decodeAccepted(Buffer.from(value)) });
-            } catch (e) {
-              out.poison.push({ stream, entryId, reason: (e as Error).message });
-            }
-          }
-        }
+        const [cursor, list, deleted] = reply as [Buffer, RawEntry[], Buffer[] | undefined];
+        if (collect(streams[i]!, list, out) >= count || cursor.toString() !== '0-0') out.more = true;
+        for (const d of deleted ?? []) out.gone.push({ stream: streams[i]!, entryId: d.toString() });
       });
+      await readGroup(streams, '>', out);
+      // The same entry may come from both own-pending and XAUTOCLAIM: keep one.
+      const seen = new Set<string>();
+      out.entries = out.entries.filter((e) => { const k = `${e.stream} ${e.entryId}`; if (seen.has(k)) return false; seen.add(k); return true; });
       return out;
     },
 
     async ack(byStream: Map<string, string[]>): Promise<void> {
       if (byStream.size === 0) return;
       const pipe = redis.pipeline();
-      for (const [s, ids] of byStream) pipe.xack(s, group, ...ids);
+      for (const [s, ids] of byStream) for (let i = 0; i < ids.length; i += 10000) pipe.xack(s, group, ...ids.slice(i, i + 10000));
       const res = await pipe.exec();
       const failed = res?.find(([e]) => e);
       if (failed) throw failed[0];
+    },
+
+    /** Copies poison entries to the dead-letter stream with the reason (caller acks them). */
+    async deadLetter(list: PoisonEntry[], maxLen = 100_000): Promise<void> {
+      if (list.length === 0) return;
+      const pipe = redis.pipeline();
+      for (const p of list) {
+        pipe.xadd(keys.deadLetters, 'MAXLEN', '~', maxLen, '*', 'stream', p.stream, 'id', p.entryId, 'reason', p.reason,
+          'at', String(Date.now()), 'raw', p.raw ?? Buffer.alloc(0));
+      }
+      const res = await pipe.exec();
+      const failed = res?.find(([e]) => e);
+      if (failed) throw failed[0];
+    },
+
+    /**
+     * Pending/undelivered counts and the oldest unpersisted entry; with `trim`, drops the
+     * acknowledged history: XTRIM MINID to the lowest id still pending or not yet delivered.
+     * last-delivered-id is read BEFORE the pending summary, so every id below the computed
+     * minimum was delivered and acknowledged (an acked entry never becomes pending again).
+     */
+    async inspect(streams: string[], trim: boolean): Promise<StreamsInfo> {
+      const info: StreamsInfo = { pending: 0, undelivered: 0, oldestMs: undefined };
+      if (streams.length === 0) return info;
+      const p1 = redis.pipeline();
+      for (const s of streams) p1.xinfo('GROUPS', s);
+      const groupsInfo = (await p1.exec()) ?? [];
+      const p2 = redis.pipeline();
+      for (const s of streams) p2.xpending(s, group);
+      const pend = (await p2.exec()) ?? [];
+      const lags: number[] = [];
+      const last: (string | undefined)[] = streams.map((_, i) => {
+        const [err, reply] = groupsInfo[i] ?? [];
+        if (err) return undefined;
+        for (const g of reply as unknown[][]) {
+          const m = new Map<string, unknown>();
+          for (let j = 0; j + 1 < g.length; j += 2) m.set(String(g[j]), g[j + 1]);
+          if (m.get('name') === group) {
+            lags[i] = Number(m.get('lag') ?? 0) || 0;
+            return String(m.get('last-delivered-id'));
+          }
+        }
+        return undefined;
+      });
+      const p3 = redis.pipeline();
+      for (let i = 0; i < streams.length; i++) p3.xrange(streams[i]!, `(${last[i] ?? '0-0'}`, '+', 'COUNT', 1);
+      const firstUndelivered = (await p3.exec()) ?? [];
+      const p4 = redis.pipeline();
+      let trims = 0;
+      for (let i = 0; i < streams.length; i++) {
+        const [perr, summary] = pend[i] ?? [];
+        if (perr || last[i] === undefined) continue;
+        const [n, minPending] = summary as [number, string | null];
+        info.pending += Number(n);
+        const next = ((firstUndelivered[i]?.[1] ?? []) as [string, string[]][])[0]?.[0];
+        if (next) info.undelivered += Math.max(1, lags[i] ?? 0);
+        const candidates = [minPending, next].filter((x): x is string => Boolean(x));
+        for (const c of candidates) info.oldestMs = Math.min(info.oldestMs ?? Infinity, idMs(c));
+        if (trim) {
+          const minId = candidates.length ? candidates.sort(compareIds)[0]! : nextId(last[i]!);
+          if (last[i] !== '0-0') { p4.xtrim(streams[i]!, 'MINID', minId); trims++; }
+        }
+      }
+      if (trims > 0) await p4.exec();
+      return info;
     },
   };
 }

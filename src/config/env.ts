@@ -30,6 +30,14 @@ export const ENV_VARS = {
   FLUSH_INTERVAL_MS: 'worker.flushIntervalMs',
   WORKER_CONSUMER_GROUP: 'worker.consumerGroup',
   WORKER_READ_COUNT: 'worker.readCount',
+  PERSIST_MODE: 'worker.mode',
+  WORKER_CLAIM_IDLE_MS: 'worker.claimIdleMs',
+  WORKER_MAX_BATCH: 'worker.maxBatch',
+  RETENTION_DAYS: 'worker.retentionDays',
+  DEDUP_RETENTION_DAYS: 'worker.dedupRetentionDays',
+  PARTITION_PREMAKE_DAYS: 'worker.premakeDays',
+  PARTITION_MAINTENANCE_INTERVAL_MS: 'worker.maintenanceIntervalMs',
+  WORKER_METRICS_PORT: 'worker.metricsPort',
   SHUTDOWN_TIMEOUT_MS: 'shutdown.timeoutMs',
 } as const satisfies Record<string, string>;
 

@@ -70,6 +70,22 @@ export const configSchema = z.object({
     flushIntervalMs: int(100, 600000),
     consumerGroup: z.string().min(1),
     readCount: int(1, 1_000_000),
+    /** window: one positions row per entity per 10 s window (latest fix + count + mean speed); raw: every ping. */
+    mode: z.enum(['window', 'raw']),
+    /** Entries pending (read, not acked) longer than this are claimed by another worker (XAUTOCLAIM). */
+    claimIdleMs: int(1000, 3_600_000),
+    /** Most stream entries one flush takes (the rest waits for the next, immediate, flush). */
+    maxBatch: int(1, 5_000_000),
+    /** positions and cell_stats partitions older than this are dropped. */
+    retentionDays: int(1, 36500),
+    /** Dedup state (ping_log, track_windows, cell_window_entities); must exceed the oldest accepted ping age. */
+    dedupRetentionDays: int(2, 365),
+    /** Daily partitions created ahead. */
+    premakeDays: int(1, 365),
+    /** How often one worker (advisory lock) runs pg_partman maintenance. */
+    maintenanceIntervalMs: int(1000, 86_400_000),
+    /** Optional Prometheus /metrics listener of the worker on 127.0.0.1… (0 = off). */
+    metricsPort: int(0, 65535),
   }),
   shutdown: z.object({
     /** The watchdog exits the process if graceful shutdown takes longer. */

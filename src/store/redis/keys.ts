@@ -20,6 +20,10 @@ export interface Keys {
   activeCells: string;
   /** Dead-letter stream for entries workers could not decode. */
   deadLetters: string;
+  /** JSON status of a persistence worker (lag_ms, pending, rows/s), with a TTL (workers/status.ts). */
+  workerStatus(instance: string): string;
+  /** Pattern matching every workerStatus key (SCAN MATCH). */
+  workerStatusPattern: string;
 }
 
 export function cellMember(tenant: string, cell: string): string {
@@ -40,5 +44,7 @@ export function createKeys(prefix: string): Keys {
     entity: (tenant, id) => `${prefix}e:${tenant}:${id}`,
     activeCells: `${prefix}cells`,
     deadLetters: `${prefix}deadletters`,
+    workerStatus: (instance) => `${prefix}worker:${instance}`,
+    workerStatusPattern: `${prefix}worker:*`,
   };
 }

@@ -65,6 +65,20 @@ export const configSchema = z.object({
   rooms: z.object({
     minZoom: int(0, 22),
     maxZoom: int(0, 22),
+    /** Tiles with z below this get aggregate counts per sub-tile instead of every vehicle. */
+    aggregateBelowZoom: int(0, 23),
+    /** Sub-tiles of an aggregate are this many zooms deeper (capped at the ingest zoom). */
+    aggregateDepth: int(1, 6),
+    /** Aggregates are recomputed and sent this often. */
+    aggregateIntervalMs: int(100, 600000),
+    /** Per room, at most one delta frame per this interval (coalescing). */
+    coalesceMs: int(5, 10000),
+    /** Tiles one client may hold (subscribe + viewport). */
+    maxTilesPerClient: int(1, 10000),
+    /** A client whose unsent buffer exceeds this is disconnected (it re-subscribes and gets a fresh snapshot). */
+    slowClientBufferBytes: int(16384, 1 << 30),
+    /** How often a gateway re-registers its subscribed rooms and reloads the active-room set. */
+    registryRefreshMs: int(100, 60000),
   }),
   worker: z.object({
     flushIntervalMs: int(100, 600000),

@@ -14,6 +14,10 @@ import { createRooms, type Rooms } from '../rooms/io-server.js';
 import { registerHealthRoutes } from '../http/routes/health.js';
 import { registerNearbyRoute } from '../http/routes/nearby.js';
 import { registerMetricsRoute } from '../http/routes/metrics.js';
+import { registerStaticRoutes } from '../http/routes/static.js';
+import { registerStatsRoute } from '../http/routes/stats.js';
+import { projectRoot } from '../config/load.js';
+import { defaultDataDir } from '../sim/data-dir.js';
 import { errorBody, route } from '../http/respond.js';
 import { CLOSE_CODES } from '../protocol/errors.js';
 
@@ -63,8 +67,8 @@ export function createGateway(d: GatewayDeps): Gateway {
   function build(): TemplatedApp {
     const app = d.uws.uws.App();
     rooms = createRooms({
-      log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub,
-      minZoom: cfg.rooms.minZoom, maxZoom: cfg.rooms.maxZoom, maxTilesPerClient: 64, keyPrefix: cfg.redis.keyPrefix,
+      log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, keys, keyPrefix: cfg.redis.keyPrefix,
+      ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
     });
     const batcher = createIngestBatcher(writer, (pings) => rooms?.publish(pings), log.child({ module: 'ingest' }));
     ingest = registerIngestSocket(app, {
@@ -76,6 +80,11 @@ export function createGateway(d: GatewayDeps): Gateway {
     rooms.attach(app);
     registerHealthRoutes(app, { log, redis: d.redis, pg: d.pg, isClosing });
     registerMetricsRoute(app, log);
+    registerStaticRoutes(app, {
+      log, root: projectRoot(), dataDir: defaultDataDir(),
+      demo: cfg.env === 'production' ? undefined : { jwtSecret: cfg.auth.jwtSecret, issuer: cfg.auth.issuer, tenant: 'demo', ttlSeconds: 12 * 3600 },
+    });
+    registerStatsRoute(app, { log, verifier, redis: d.redis, keys, keyPrefix: cfg.redis.keyPrefix, entityTtlSeconds: cfg.liveness.entityTtlSeconds, mapClients: () => rooms?.clientCount() ?? 0 });
     registerNearbyRoute(app, { log, verifier, reader, maxRadiusMeters: cfg.query.maxRadiusMeters, maxLimit: cfg.query.maxLimit });
     app.any('/*', route(log, (call) => ({ status: 404, body: errorBody('NOT_FOUND', `no route for ${call.method} ${call.url}`) })));
     return app;
@@ -101,6 +110,7 @@ export function createGateway(d: GatewayDeps): Gateway {
       if (state !== 'idle') throw new Error(`gateway cannot start from state ${state}`);
       setState('starting');
       const app = build();
+      await rooms?.start();
       await new Promise<void>((resolve, reject) => {
         app.listen(cfg.http.host, cfg.http.port, (ls) => {
           if (!ls) return reject(new Error(`could not listen on ${cfg.http.host}:${cfg.http.port}`));

@@ -1,69 +1,120 @@
 import { Server, type Socket } from 'socket.io';
-import { createAdapter } from '@socket.io/redis-adapter';
+import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
+import { decodeJwt } from 'jose';
 import type { Logger } from '../log/logger.js';
 import type { Principal, TokenVerifier } from '../auth/tokens.js';
-import { requireScope } from '../auth/tokens.js';
+import { hasScope, requireScope } from '../auth/tokens.js';
 import { isAppError } from '../errors/app-error.js';
 import type { AcceptedPing } from '../protocol/ping.js';
-import type { ClientToServerEvents, EntityUpdate, ServerToClientEvents, SubscribeAck } from '../protocol/rooms.js';
-import { SOCKET_PATH } from '../protocol/rooms.js';
-import { parseTile, tileKey, tileOf } from '../geo/tiles.js';
+import { ENTITY_ID_RE } from '../protocol/ping.js';
+import type { LiveEvents, LiveMove, LivePosition } from '../protocol/live.js';
+import type { ClientToServerEvents, FollowAck, ServerToClientEvents, SubscribeAck } from '../protocol/rooms.js';
+import { ROOM_ERROR_CODES, SOCKET_PATH } from '../protocol/rooms.js';
+import { parseTile, tileKey, tilesInBBox, type BBox } from '../geo/tiles.js';
+import type { Keys } from '../store/redis/keys.js';
+import { createCoalescer } from './coalescer.js';
+import { createRoomReader } from './room-reader.js';
+import { createRoomRegistry } from './registry.js';
+import { entityRoom, parseRoom, roomName } from './room-names.js';
+import { roomsMetrics } from './metrics.js';
 
-interface SocketData { principal: Principal }
+export { roomName } from './room-names.js';
+
+interface SocketData {
+  principal: Principal;
+  /** Entity ids the token may follow (claim `follow`); `admin` may follow any. */
+  follow: ReadonlySet<string>;
+  /** Tiles subscribed explicitly, and through the viewport. */
+  tiles: Set<string>;
+  viewport: Set<string>;
+}
 type IoServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type IoSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+export interface RoomsOptions {
+  minZoom: number;
+  maxZoom: number;
+  aggregateBelowZoom: number;
+  aggregateDepth: number;
+  aggregateIntervalMs: number;
+  coalesceMs: number;
+  maxTilesPerClient: number;
+  slowClientBufferBytes: number;
+  registryRefreshMs: number;
+}
 
 export interface RoomsDeps {
   log: Logger;
   verifier: TokenVerifier;
-  /** Publisher and subscriber clients for the adapter (borrowed; the caller closes them). */
+  /** Data + adapter publisher client, and the adapter's subscriber client (borrowed; the caller closes them). */
   pub: Redis;
   sub: Redis;
-  minZoom: number;
-  maxZoom: number;
-  maxTilesPerClient: number;
+  keys: Keys;
   keyPrefix: string;
+  ingestZoom: number;
+  entityTtlSeconds: number;
+  opts: RoomsOptions;
 }
 
-export interface Rooms {
+export interface Rooms extends LiveEvents {
   attach(app: TemplatedApp): void;
-  /** Offers durable pings to the tile rooms they fall in. */
+  /** Starts the room registry and the timers; resolves once the registry is loaded. */
+  start(): Promise<void>;
+  /**
+   * Legacy wiring: durable pings, turned into moves here (latest wins per entity, previous
+   * position remembered in memory). Prefer `moved`/`expired` from the ingest side.
+   */
   publish(pings: readonly AcceptedPing[]): void;
   clientCount(): number;
   close(): Promise<void>;
 }
 
 const packr = new Packr({ useRecords: false });
+const MAX_FOLLOWS = 16;
+const LEGACY_MAX_ENTITIES = 200_000;
 
-export function roomName(tenant: string, tile: string): string {
-  return `${tenant}:${tile}`;
-}
+type Reply<T> = (res: T) => void;
+const replier = <T>(ack: unknown): Reply<T> => (typeof ack === 'function' ? ack as Reply<T> : () => undefined);
+const bad = (message: string): SubscribeAck => ({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message });
 
-function toUpdate(p: AcceptedPing): EntityUpdate {
-  const u: EntityUpdate = { id: p.id, lat: p.lat, lon: p.lon, ts: p.ts };
-  if (p.speed !== undefined) u.speed = p.speed;
-  if (p.heading !== undefined) u.heading = p.heading;
-  if (p.kind !== undefined) u.kind = p.kind;
-  if (p.status !== undefined) u.status = p.status;
-  return u;
-}
-
-/** socket.io on the gateway's uWS app: tile rooms, shared across gateways by the Redis adapter. */
+/** socket.io on the gateway's uWS app: tile rooms, shared across gateways by the sharded Redis adapter. */
 export function createRooms(d: RoomsDeps): Rooms {
+  const o = d.opts;
+  const vehicleMinZoom = Math.max(o.minZoom, o.aggregateBelowZoom);
   const io: IoServer = new Server({
     path: SOCKET_PATH,
     transports: ['websocket', 'polling'],
-    adapter: createAdapter(d.pub, d.sub, { key: `${d.keyPrefix}io` }),
+    // Redis 7 sharded Pub/Sub, one channel per room: a gateway only receives rooms it has members in.
+    adapter: createShardedAdapter(d.pub, d.sub, { channelPrefix: `${d.keyPrefix}io`, subscriptionMode: 'dynamic' }),
+    // uWS drops frames silently beyond maxBackpressure: keep it above our own slow-client limit.
+    ...({ maxBackpressure: o.slowClientBufferBytes * 4 } as object),
   });
+  const nsp = io.of('/');
+  const reader = createRoomReader(d.pub, d.keys, { ingestZoom: d.ingestZoom, entityTtlSeconds: d.entityTtlSeconds, aggregateDepth: o.aggregateDepth });
+  const registry = createRoomRegistry({
+    redis: d.pub, sub: d.pub.duplicate(), keys: d.keys, log: d.log, refreshMs: o.registryRefreshMs,
+    *localRooms() {
+      for (const room of nsp.adapter.rooms.keys()) {
+        const r = parseRoom(room);
+        if (r && (r.kind === 'entity' || r.z >= vehicleMinZoom)) yield room;
+      }
+    },
+  });
+  const coalescer = createCoalescer({ minZoom: vehicleMinZoom, maxZoom: o.maxZoom, isActive: (room) => registry.has(room) });
+  const timers: NodeJS.Timeout[] = [];
 
   io.use((socket, next) => {
     const token = (socket.handshake.auth as { token?: string } | undefined)?.token;
     d.verifier.verify(token).then((principal) => {
       requireScope(principal, 'subscribe');
+      const claim = (decodeJwt(token!) as { follow?: unknown }).follow;
       socket.data.principal = principal;
+      socket.data.follow = new Set(Array.isArray(claim) ? claim.filter((x): x is string => typeof x === 'string') : []);
+      socket.data.tiles = new Set();
+      socket.data.viewport = new Set();
       next();
     }).catch((err: unknown) => {
       const e = new Error(isAppError(err) ? err.message : 'unauthorized') as Error & { data?: unknown };
@@ -73,63 +124,234 @@ export function createRooms(d: RoomsDeps): Rooms {
   });
 
   const parseTiles = (tiles: unknown): string[] | SubscribeAck => {
-    if (!Array.isArray(tiles) || tiles.length === 0) return { ok: false, code: 'BAD_REQUEST', message: 'tiles must be a non-empty array of z/x/y' };
-    const out: string[] = [];
+    if (!Array.isArray(tiles) || tiles.length === 0) return bad('tiles must be a non-empty array of z/x/y');
+    const out = new Set<string>();
     for (const t of tiles) {
       const tile = typeof t === 'string' ? parseTile(t) : undefined;
-      if (!tile || tile.z < d.minZoom || tile.z > d.maxZoom) {
-        return { ok: false, code: 'BAD_REQUEST', message: `invalid tile ${String(t)}: expected z/x/y with z in ${d.minZoom}..${d.maxZoom}` };
+      if (!tile || tile.z < o.minZoom || tile.z > o.maxZoom) {
+        return bad(`invalid tile ${String(t)}: expected z/x/y with z in ${o.minZoom}..${o.maxZoom}`);
       }
-      out.push(tileKey(tile));
+      out.add(tileKey(tile));
     }
-    return out;
+    return [...out];
+  };
+  const isAggregate = (tile: string): boolean => Number(tile.slice(0, tile.indexOf('/'))) < o.aggregateBelowZoom;
+  const held = (s: IoSocket): Set<string> => new Set([...s.data.tiles, ...s.data.viewport]);
+  const tooMany = (): SubscribeAck => ({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${o.maxTilesPerClient} tiles per client` });
+
+  /** Joins the rooms, registers them, then sends each tile's snapshot (or aggregates). */
+  async function joinAndSnapshot(socket: IoSocket, tiles: readonly string[]): Promise<void> {
+    if (tiles.length === 0) return;
+    const { tenant } = socket.data.principal;
+    await socket.join(tiles.map((t) => roomName(tenant, t)));
+    const vehicle = tiles.filter((t) => !isAggregate(t));
+    const agg = tiles.filter(isAggregate);
+    await registry.announce(vehicle.map((t) => roomName(tenant, t)));
+    const snaps = await Promise.all(vehicle.map((t) => reader.snapshot(tenant, t)));
+    vehicle.forEach((t, i) => socket.emit('snapshot', t, packr.pack(snaps[i])));
+    if (agg.length > 0) {
+      for (const [t, a] of await reader.aggregates(tenant, agg)) socket.emit('aggregates', t, packr.pack(a));
+    }
+  }
+
+  const guard = (socket: IoSocket, what: string, fn: () => Promise<void>, onError: () => void): void => {
+    fn().catch((err: unknown) => {
+      d.log.error({ err, sid: socket.id, what }, 'room request failed');
+      onError();
+    });
   };
 
   io.on('connection', (socket: IoSocket) => {
     const { tenant } = socket.data.principal;
+    roomsMetrics.connections.inc();
+    socket.on('disconnect', () => roomsMetrics.connections.dec());
+
     socket.on('subscribe', (req, ack) => {
-      const reply = typeof ack === 'function' ? ack : () => undefined;
+      const reply = replier<SubscribeAck>(ack);
       const tiles = parseTiles(req?.tiles);
       if (!Array.isArray(tiles)) return reply(tiles);
-      const held = [...socket.rooms].filter((r) => r !== socket.id).length;
-      const fresh = tiles.filter((t) => !socket.rooms.has(roomName(tenant, t)));
-      if (held + fresh.length > d.maxTilesPerClient) {
-        return reply({ ok: false, code: 'TOO_MANY_TILES', message: `at most ${d.maxTilesPerClient} tiles per client` });
+      const h = held(socket);
+      if (h.size + tiles.filter((t) => !h.has(t)).length > o.maxTilesPerClient) return reply(tooMany());
+      for (const t of tiles) socket.data.tiles.add(t);
+      guard(socket, 'subscribe', async () => {
+        await joinAndSnapshot(socket, tiles);
+        reply({ ok: true, tiles, aggregated: tiles.filter(isAggregate) });
+      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
+    });
+
+    socket.on('viewport', (req, ack) => {
+      const reply = replier<SubscribeAck>(ack);
+      const bbox = req?.bbox;
+      const zoom = req?.zoom;
+      if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))
+        || bbox[0] < -180 || bbox[2] > 180 || bbox[1] < -90 || bbox[3] > 90 || bbox[1] > bbox[3]) {
+        return reply(bad('bbox must be [west, south, east, north] in degrees'));
       }
-      void socket.join(fresh.map((t) => roomName(tenant, t)));
+      if (typeof zoom !== 'number' || !Number.isInteger(zoom) || zoom < o.minZoom || zoom > o.maxZoom) {
+        return reply(bad(`zoom must be an integer in ${o.minZoom}..${o.maxZoom}`));
+      }
+      const found = tilesInBBox(bbox as BBox, zoom, o.maxTilesPerClient);
+      if (!found) return reply(tooMany());
+      const next = new Set(found.map(tileKey));
+      const explicit = socket.data.tiles;
+      if (new Set([...explicit, ...next]).size > o.maxTilesPerClient) return reply(tooMany());
+      const before = held(socket);
+      for (const t of socket.data.viewport) {
+        if (!next.has(t) && !explicit.has(t)) void socket.leave(roomName(tenant, t));
+      }
+      socket.data.viewport = next;
+      const added = [...next].filter((t) => !before.has(t));
+      guard(socket, 'viewport', async () => {
+        await joinAndSnapshot(socket, added);
+        const tiles = [...next];
+        reply({ ok: true, tiles, aggregated: tiles.filter(isAggregate) });
+      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
+    });
+
+    socket.on('unsubscribe', (req, ack) => {
+      const reply = replier<SubscribeAck>(ack);
+      const tiles = parseTiles(req?.tiles);
+      if (!Array.isArray(tiles)) return reply(tiles);
+      for (const t of tiles) {
+        socket.data.tiles.delete(t);
+        socket.data.viewport.delete(t);
+        void socket.leave(roomName(tenant, t));
+      }
       reply({ ok: true, tiles });
     });
-    socket.on('unsubscribe', (req, ack) => {
-      const reply = typeof ack === 'function' ? ack : () => undefined;
-      const tiles = parseTiles(req?.tiles);
-      if (!Array.isArray(tiles)) return reply(tiles);
-      for (const t of tiles) void socket.leave(roomName(tenant, t));
-      reply({ ok: true, tiles });
+
+    socket.on('follow', (req, ack) => {
+      const reply = replier<FollowAck>(ack);
+      const id = req?.id;
+      if (typeof id !== 'string' || !ENTITY_ID_RE.test(id)) return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
+      if (!hasScope(socket.data.principal, 'admin') && !socket.data.follow.has(id)) {
+        return reply({ ok: false, code: ROOM_ERROR_CODES.FORBIDDEN, message: `token may not follow ${id}` });
+      }
+      const room = entityRoom(tenant, id);
+      const following = [...socket.rooms].filter((r) => parseRoom(r)?.kind === 'entity').length;
+      if (!socket.rooms.has(room) && following >= MAX_FOLLOWS) return reply({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${MAX_FOLLOWS} followed entities` });
+      guard(socket, 'follow', async () => {
+        await socket.join(room);
+        await registry.announce([room]);
+        const u = await reader.entity(tenant, id);
+        if (u) socket.emit('entity', id, packr.pack(u));
+        reply({ ok: true, id });
+      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'follow failed' }));
+    });
+
+    socket.on('unfollow', (req, ack) => {
+      const reply = replier<FollowAck>(ack);
+      const id = req?.id;
+      if (typeof id !== 'string') return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
+      void socket.leave(entityRoom(tenant, id));
+      reply({ ok: true, id });
     });
   });
+
+  function flush(): void {
+    if (coalescer.pendingRooms() === 0) return;
+    const { tiles, entities } = coalescer.take();
+    for (const f of tiles) {
+      if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates));
+      if (f.left.length > 0) io.to(f.room).emit('left', f.tile, packr.pack(f.left));
+      roomsMetrics.frames.inc(f.updates.length > 0 && f.left.length > 0 ? 2 : 1);
+      roomsMetrics.entityUpdates.inc(f.updates.length);
+    }
+    for (const e of entities) {
+      if (e.gone) io.to(e.room).emit('entityLeft', e.id, 'expired');
+      else if (e.update) io.to(e.room).emit('entity', e.id, packr.pack(e.update));
+    }
+  }
+
+  let aggregating = false;
+  async function sendAggregates(): Promise<void> {
+    if (aggregating) return;
+    aggregating = true;
+    try {
+      const byTenant = new Map<string, string[]>();
+      for (const room of nsp.adapter.rooms.keys()) {
+        const r = parseRoom(room);
+        if (r?.kind !== 'tile' || r.z >= o.aggregateBelowZoom) continue;
+        let list = byTenant.get(r.tenant);
+        if (!list) byTenant.set(r.tenant, (list = []));
+        list.push(r.tile);
+      }
+      for (const [tenant, tiles] of byTenant) {
+        for (const [t, a] of await reader.aggregates(tenant, tiles)) io.local.to(roomName(tenant, t)).emit('aggregates', t, packr.pack(a));
+      }
+    } catch (err) {
+      d.log.warn({ err }, 'aggregates refresh failed');
+    } finally {
+      aggregating = false;
+    }
+  }
+
+  /** A client whose unsent buffer keeps growing is disconnected: it never slows the others. */
+  function dropSlowClients(): void {
+    for (const socket of nsp.sockets.values()) {
+      let buffered = 0;
+      try {
+        const ws = (socket.conn.transport as unknown as { socket?: { getBufferedAmount?: () => number } }).socket;
+        buffered = socket.conn.readyState === 'open' ? ws?.getBufferedAmount?.() ?? 0 : 0;
+      } catch {
+        continue; // the uWS socket is already closed
+      }
+      if (buffered > o.slowClientBufferBytes) {
+        d.log.warn({ sid: socket.id, buffered }, 'slow map client disconnected');
+        roomsMetrics.slowDisconnects.inc();
+        socket.disconnect(true);
+      }
+    }
+  }
+
+  const legacyLast = new Map<string, { lat: number; lon: number; ts: number }>();
+  let stopping: Promise<void> | undefined;
 
   return {
     attach(app) {
       io.attachApp(app);
     },
+    async start() {
+      await registry.start();
+      const every = (ms: number, fn: () => void): void => { const t = setInterval(fn, ms); t.unref(); timers.push(t); };
+      every(o.coalesceMs, flush);
+      every(o.aggregateIntervalMs, () => { void sendAggregates(); });
+      every(Math.min(250, Math.max(50, o.coalesceMs * 4)), dropSlowClients);
+    },
+    moved(moves) {
+      coalescer.moved(moves);
+    },
+    expired(gone) {
+      coalescer.expired(gone);
+    },
     publish(pings) {
-      const byRoom = new Map<string, { tile: string; updates: EntityUpdate[] }>();
+      const moves: LiveMove[] = [];
       for (const p of pings) {
-        const u = toUpdate(p);
-        for (let z = d.minZoom; z <= d.maxZoom; z++) {
-          const tile = tileKey(tileOf(p.lon, p.lat, z));
-          const room = roomName(p.tenant, tile);
-          let e = byRoom.get(room);
-          if (!e) byRoom.set(room, (e = { tile, updates: [] }));
-          e.updates.push(u);
-        }
+        const k = `${p.tenant}\u0000${p.id}`;
+        const last = legacyLast.get(k);
+        if (last && last.ts > p.ts) continue; // never move an entity back in time
+        const now: LivePosition = { tenant: p.tenant, id: p.id, lat: p.lat, lon: p.lon, ts: p.ts };
+        if (p.speed !== undefined) now.speed = p.speed;
+        if (p.heading !== undefined) now.heading = p.heading;
+        if (p.kind !== undefined) now.kind = p.kind;
+        if (p.status !== undefined) now.status = p.status;
+        moves.push(last ? { now, prev: { lat: last.lat, lon: last.lon } } : { now });
+        legacyLast.delete(k);
+        legacyLast.set(k, { lat: p.lat, lon: p.lon, ts: p.ts });
+        if (legacyLast.size > LEGACY_MAX_ENTITIES) legacyLast.delete(legacyLast.keys().next().value!);
       }
-      for (const [room, e] of byRoom) io.to(room).emit('update', e.tile, packr.pack(e.updates));
+      coalescer.moved(moves);
     },
     clientCount: () => io.engine.clientsCount,
-    async close() {
-      io.disconnectSockets(true);
-      await new Promise<void>((resolve) => { io.close(() => resolve()); });
+    close() {
+      stopping ??= (async () => {
+        for (const t of timers) clearInterval(t);
+        try { flush(); } catch (err) { d.log.warn({ err }, 'final flush failed'); }
+        io.disconnectSockets(true);
+        await new Promise<void>((resolve) => { io.close(() => resolve()); });
+        await registry.stop();
+      })();
+      return stopping;
     },
   };
 }

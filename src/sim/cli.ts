@@ -5,8 +5,9 @@
  * See docs/map.md for every option. Ctrl-C (or SIGTERM) stops it cleanly.
  */
 import { parseArgs } from 'node:util';
-import { join, resolve } from 'node:path';
-import { loadConfig, projectRoot } from '../config/load.js';
+import { resolve } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { defaultDataDir } from './data-dir.js';
 import { createLogger } from '../log/logger.js';
 import { runProcess } from '../lifecycle/run-process.js';
 import { mintHmacToken } from '../auth/tokens.js';
@@ -75,7 +76,7 @@ const source = values.source as SimSource | undefined;
 if (source && !['roads', 'trace', 'grid'].includes(source)) fail('--source must be roads, trace or grid');
 const encoding = values.encoding === 'json' ? 'json' : 'msgpack';
 const url = values.url ?? `ws://127.0.0.1:${process.env.PORT ?? cfg.http.port}`;
-const dataDir = resolve(values['data-dir'] ?? process.env.SIM_DATA_DIR ?? join(projectRoot(), '..', 'shared', 'data'));
+const dataDir = values['data-dir'] ? resolve(values['data-dir']) : defaultDataDir();
 
 await runProcess({
   log,

@@ -20,6 +20,10 @@ export interface Keys {
   activeCells: string;
   /** Dead-letter stream for entries workers could not decode. */
   deadLetters: string;
+  /** Sorted set of rooms with subscribers on some gateway: member = room name, score = expiry ms (src/rooms). */
+  activeRooms: string;
+  /** Pub/Sub channel announcing a room that just got its first subscriber on a gateway (src/rooms). */
+  activeRoomsChannel: string;
   /** JSON status of a persistence worker (lag_ms, pending, rows/s), with a TTL (workers/status.ts). */
   workerStatus(instance: string): string;
   /** Pattern matching every workerStatus key (SCAN MATCH). */
@@ -44,6 +48,8 @@ export function createKeys(prefix: string): Keys {
     entity: (tenant, id) => `${prefix}e:${tenant}:${id}`,
     activeCells: `${prefix}cells`,
     deadLetters: `${prefix}deadletters`,
+    activeRooms: `${prefix}rooms`,
+    activeRoomsChannel: `${prefix}rooms:new`,
     workerStatus: (instance) => `${prefix}worker:${instance}`,
     workerStatusPattern: `${prefix}worker:*`,
   };

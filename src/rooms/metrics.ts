@@ -1,0 +1,21 @@
+import { Counter, Gauge, register } from 'prom-client';
+
+function getOr<T>(name: string, make: () => T): T {
+  return (register.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+/** Tile-room metrics (prom-client global registry, declared once per process). */
+export const roomsMetrics = {
+  connections: getOr('geoflux_map_connections', () => new Gauge({
+    name: 'geoflux_map_connections', help: 'Connected map clients (socket.io) on this gateway',
+  })),
+  frames: getOr('geoflux_room_frames_total', () => new Counter({
+    name: 'geoflux_room_frames_total', help: 'Coalesced room frames (update/left) broadcast by this gateway',
+  })),
+  entityUpdates: getOr('geoflux_room_entity_updates_total', () => new Counter({
+    name: 'geoflux_room_entity_updates_total', help: 'Entity updates carried by room frames broadcast by this gateway',
+  })),
+  slowDisconnects: getOr('geoflux_map_slow_disconnects_total', () => new Counter({
+    name: 'geoflux_map_slow_disconnects_total', help: 'Map clients disconnected because their send buffer exceeded rooms.slowClientBufferBytes',
+  })),
+};

@@ -1,0 +1,162 @@
+import type { Redis } from 'ioredis';
+import type { Keys } from '../store/redis/keys.js';
+import { parseCellMember } from '../store/redis/keys.js';
+import { decodeAccepted } from '../store/redis/codec.js';
+import type { EntityUpdate, TileAggregate } from '../protocol/rooms.js';
+import type { AcceptedPing } from '../protocol/ping.js';
+import { parseTile, tileKey, tileOf, type Tile } from '../geo/tiles.js';
+import { ancestor } from './room-names.js';
+
+export interface RoomReaderOptions {
+  ingestZoom: number;
+  entityTtlSeconds: number;
+  aggregateDepth: number;
+}
+
+/** Reads room snapshots and aggregates from the live cells, never returning stale entities. */
+export interface RoomReader {
+  /** Live entities inside one tile (any zoom). */
+  snapshot(tenant: string, tile: string): Promise<EntityUpdate[]>;
+  /** Counts per sub-tile for tiles (below the aggregate zoom) of one tenant. */
+  aggregates(tenant: string, tiles: readonly string[]): Promise<Map<string, TileAggregate>>;
+  /** Latest live state of one entity, if live. */
+  entity(tenant: string, id: string): Promise<EntityUpdate | undefined>;
+}
+
+export function toUpdate(p: Pick<AcceptedPing, 'id' | 'lat' | 'lon' | 'ts' | 'speed' | 'heading' | 'kind' | 'status'>): EntityUpdate {
+  const u: EntityUpdate = { id: p.id, lat: p.lat, lon: p.lon, ts: p.ts };
+  if (p.speed !== undefined) u.speed = p.speed;
+  if (p.heading !== undefined) u.heading = p.heading;
+  if (p.kind !== undefined) u.kind = p.kind;
+  if (p.status !== undefined) u.status = p.status;
+  return u;
+}
+
+const inside = (t: Tile, parent: Tile): boolean => {
+  const a = ancestor(t, parent.z);
+  return a.x === parent.x && a.y === parent.y;
+};
+
+export function createRoomReader(redis: Redis, keys: Keys, opts: RoomReaderOptions): RoomReader {
+  const cutoff = (): number => Date.now() - opts.entityTtlSeconds * 1000;
+
+  /** Ingest cells of a tenant that may hold live entities inside `tile`. */
+  async function cellsOf(tenant: string, tile: Tile): Promise<Tile[]> {
+    if (tile.z >= opts.ingestZoom) return [ancestor(tile, opts.ingestZoom)];
+    // A low-zoom tile covers up to 4^(ingestZoom - z) cells: only look at recently active ones.
+    const members = await redis.zrangebyscore(keys.activeCells, cutoff(), '+inf');
+    const out: Tile[] = [];
+    for (const m of members) {
+      const { tenant: t, cell } = parseCellMember(m);
+      if (t !== tenant) continue;
+      const c = parseTile(cell);
+      if (c && c.z === opts.ingestZoom && inside(c, tile)) out.push(c);
+    }
+    return out;
+  }
+
+  async function liveIds(tenant: string, cells: Tile[]): Promise<string[]> {
+    if (cells.length === 0) return [];
+    const min = cutoff();
+    const pipe = redis.pipeline();
+    for (const c of cells) pipe.zrangebyscore(keys.cell(tenant, tileKey(c)).seen, min, '+inf');
+    const res = await pipe.exec();
+    const ids: string[] = [];
+    for (const [err, list] of res ?? []) {
+      if (err) throw err;
+      for (const id of list as string[]) ids.push(id);
+    }
+    return ids;
+  }
+
+  /**
+   * Latest packed state of entities. The entity key is a hash with field `p` (packed ping);
+   * older layouts stored the packed ping as a plain string: both are read.
+   */
+  async function packedStates(tenant: string, ids: readonly string[]): Promise<(Buffer | null)[]> {
+    if (ids.length === 0) return [];
+    const pipe = redis.pipeline();
+    for (const id of ids) pipe.hgetBuffer(keys.entity(tenant, id), 'p');
+    const res = (await pipe.exec()) ?? [];
+    const out: (Buffer | null)[] = [];
+    const retry: number[] = [];
+    res.forEach(([err, b], i) => {
+      if (err) {
+        if (!/WRONGTYPE/.test(String((err as Error).message))) throw err;
+        retry.push(i);
+        out.push(null);
+      } else out.push((b as Buffer | null) ?? null);
+    });
+    if (retry.length > 0) {
+      const bufs = await redis.mgetBuffer(...retry.map((i) => keys.entity(tenant, ids[i]!)));
+      retry.forEach((i, j) => { out[i] = bufs[j] ?? null; });
+    }
+    return out;
+  }
+
+  async function states(tenant: string, ids: string[]): Promise<AcceptedPing[]> {
+    const out: AcceptedPing[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const b of await packedStates(tenant, ids.slice(i, i + 500))) if (b) out.push(decodeAccepted(b));
+    }
+    return out;
+  }
+
+  return {
+    async snapshot(tenant, key) {
+      const tile = parseTile(key);
+      if (!tile) return [];
+      const ids = await liveIds(tenant, await cellsOf(tenant, tile));
+      const list = await states(tenant, ids);
+      const out: EntityUpdate[] = [];
+      for (const p of list) if (inside(tileOf(p.lon, p.lat, tile.z), tile)) out.push(toUpdate(p));
+      return out;
+    },
+
+    async aggregates(tenant, tileKeys) {
+      const result = new Map<string, TileAggregate>();
+      const tiles = tileKeys.map((k) => parseTile(k)).filter((t): t is Tile => t !== undefined);
+      if (tiles.length === 0) return result;
+      const ts = Date.now();
+      const min = ts - opts.entityTtlSeconds * 1000;
+      const members = await redis.zrangebyscore(keys.activeCells, min, '+inf');
+      const cells: Tile[] = [];
+      for (const m of members) {
+        const { tenant: t, cell } = parseCellMember(m);
+        if (t !== tenant) continue;
+        const c = parseTile(cell);
+        if (c && c.z === opts.ingestZoom && tiles.some((tile) => inside(c, tile))) cells.push(c);
+      }
+      const counts: number[] = [];
+      if (cells.length > 0) {
+        const pipe = redis.pipeline();
+        for (const c of cells) pipe.zcount(keys.cell(tenant, tileKey(c)).seen, min, '+inf');
+        for (const [err, n] of (await pipe.exec()) ?? []) {
+          if (err) throw err;
+          counts.push(Number(n));
+        }
+      }
+      for (const tile of tiles) {
+        const subZ = Math.min(tile.z + opts.aggregateDepth, opts.ingestZoom);
+        const bySub = new Map<string, [number, number, number]>();
+        let total = 0;
+        cells.forEach((c, i) => {
+          const n = counts[i] ?? 0;
+          if (n === 0 || !inside(c, tile)) return;
+          const s = ancestor(c, subZ);
+          const k = `${s.x}/${s.y}`;
+          const e = bySub.get(k);
+          if (e) e[2] += n; else bySub.set(k, [s.x, s.y, n]);
+          total += n;
+        });
+        result.set(tileKey(tile), { tile: tileKey(tile), z: subZ, cells: [...bySub.values()], total, ts });
+      }
+      return result;
+    },
+
+    async entity(tenant, id) {
+      const [b] = await packedStates(tenant, [id]);
+      return b ? toUpdate(decodeAccepted(b)) : undefined;
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCoalescer } from '../../src/rooms/coalescer.js';
+import { entityRoom, parseRoom, roomName, tilesOfPoint } from '../../src/rooms/room-names.js';
+import { cellOf } from '../../src/geo/tiles.js';
+
+const P = { lat: 41.1496, lon: -8.611 };
+const Q = { lat: 41.1496, lon: -8.551 }; // another z13 cell
+const pos = (id: string, p: { lat: number; lon: number }, ts: number) => ({ tenant: 'acme', id, lat: p.lat, lon: p.lon, ts });
+
+test('tilesOfPoint matches tileOf at every zoom', () => {
+  const tiles = tilesOfPoint(P.lon, P.lat, 10, 18);
+  assert.equal(tiles.length, 9);
+  tiles.forEach((t, i) => assert.equal(t, cellOf(P.lon, P.lat, 10 + i)));
+});
+
+test('room names parse back; entity rooms never look like tiles', () => {
+  assert.deepEqual(parseRoom(roomName('acme', '15/1/2')), { kind: 'tile', tenant: 'acme', tile: '15/1/2', z: 15 });
+  assert.deepEqual(parseRoom(entityRoom('acme', 'a:b/1')), { kind: 'entity', tenant: 'acme', id: 'a:b/1' });
+  assert.equal(parseRoom('Xc9-socketid'), undefined);
+});
+
+test('latest state wins per entity and only active rooms accumulate', () => {
+  const tile = cellOf(P.lon, P.lat, 15);
+  const active = new Set([roomName('acme', tile)]);
+  const c = createCoalescer({ minZoom: 12, maxZoom: 18, isActive: (r) => active.has(r) });
+  c.moved([{ now: pos('a', P, 2) }, { now: pos('a', P, 1) }, { now: pos('b', P, 5) }]);
+  c.moved([{ now: pos('a', P, 3) }]);
+  const { tiles, entities } = c.take();
+  assert.equal(tiles.length, 1);
+  assert.equal(tiles[0]!.tile, tile);
+  assert.deepEqual(tiles[0]!.updates.map((u) => [u.id, u.ts]).sort(), [['a', 3], ['b', 5]]);
+  assert.deepEqual(entities, []);
+  assert.deepEqual(c.take().tiles, [], 'take() clears');
+});
+
+test('moving out of a tile is a left there; coming back in the same interval cancels it', () => {
+  const tp = cellOf(P.lon, P.lat, 15), tq = cellOf(Q.lon, Q.lat, 15);
+  const active = new Set([roomName('acme', tp), roomName('acme', tq)]);
+  const c = createCoalescer({ minZoom: 12, maxZoom: 18, isActive: (r) => active.has(r) });
+  c.moved([{ now: pos('a', Q, 2), prev: P }]);
+  let f = c.take().tiles;
+  const byTile = new Map(f.map((x) => [x.tile, x]));
+  assert.deepEqual(byTile.get(tp)?.left, [{ id: 'a', reason: 'moved', ts: 2 }]);
+  assert.deepEqual(byTile.get(tp)?.updates, []);
+  assert.deepEqual(byTile.get(tq)?.updates.map((u) => u.id), ['a']);
+  c.moved([{ now: pos('a', P, 3), prev: Q }, { now: pos('a', Q, 4), prev: P }, { now: pos('a', P, 5), prev: Q }]);
+  f = c.take().tiles;
+  const p = f.find((x) => x.tile === tp)!;
+  assert.deepEqual(p.left, []);
+  assert.deepEqual(p.updates.map((u) => u.ts), [5]);
+  assert.deepEqual(f.find((x) => x.tile === tq)!.left.map((l) => l.id), ['a']);
+});
+
+test('expired entities leave every active tile and followed-entity room', () => {
+  const tp = cellOf(P.lon, P.lat, 14);
+  const active = new Set([roomName('acme', tp), entityRoom('acme', 'a')]);
+  const c = createCoalescer({ minZoom: 12, maxZoom: 18, isActive: (r) => active.has(r) });
+  c.moved([{ now: pos('a', P, 1) }]);
+  c.expired([pos('a', P, 1)], 99);
+  const { tiles, entities } = c.take();
+  assert.deepEqual(tiles[0]!.updates, []);
+  assert.deepEqual(tiles[0]!.left, [{ id: 'a', reason: 'expired', ts: 99 }]);
+  assert.deepEqual(entities, [{ room: entityRoom('acme', 'a'), id: 'a', gone: true }]);
+});

@@ -41,6 +41,8 @@ export const configSchema = z.object({
   auth: z.object({
     jwtSecret: z.string().min(32, 'must be at least 32 characters'),
     issuer: z.string().min(1),
+    /** Production: a JWKS file (ES256/RS256 public keys); when set, tokens are verified against it instead of jwtSecret. */
+    jwksFile: z.string(),
   }),
   grid: z.object({
     /** Web Mercator zoom of the ingest cells (Redis GEO sets and streams). */
@@ -50,6 +52,9 @@ export const configSchema = z.object({
     /** An entity silent this long is never returned and is swept out. */
     entityTtlSeconds: int(5, 86400),
     sweepIntervalMs: int(100, 600000),
+    /** Bounded sweeper work: cells visited per tick, members removed per cell per tick. */
+    sweepMaxCells: int(1, 100000),
+    sweepBatch: int(1, 5000),
   }),
   ingest: z.object({
     maxPayloadBytes: int(256, 16 * 1024 * 1024),
@@ -57,6 +62,18 @@ export const configSchema = z.object({
     /** Approximate cap of each cell stream (XADD MAXLEN ~). */
     streamMaxLen: int(1000, 100_000_000),
     idleTimeoutSeconds: int(8, 960),
+    /** Clock checks: pings further in the future / older than this are refused. */
+    maxFutureMs: int(0, 86_400_000),
+    maxAgeMs: int(1000, 30 * 86_400_000),
+    /** Plausibility: implied speed above this (m/s), after the slack distance, flags IMPLAUSIBLE_JUMP. */
+    maxSpeedMps: int(1, 100000),
+    jumpSlackMeters: int(0, 100000),
+    /** Per-connection token bucket (pings/s and burst); debt beyond rateAbusePings closes with 4029. */
+    ratePerSecond: int(1, 1_000_000),
+    rateBurst: int(1, 10_000_000),
+    rateAbusePings: int(1, 10_000_000),
+    /** Backpressure: a frame arriving while this many bytes of replies are unread closes with 4030. */
+    maxBufferedBytes: int(1024, 64 * 1024 * 1024),
   }),
   query: z.object({
     maxRadiusMeters: int(1, 1_000_000),

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { UwsBuild } from './uws.js';
-import { createHmacVerifier } from '../auth/tokens.js';
+import { createVerifier } from '../auth/tokens.js';
 import { createKeys } from '../store/redis/keys.js';
 import { createLiveWriter } from '../store/redis/live-writer.js';
 import { createLiveReader } from '../store/redis/live-reader.js';
@@ -13,6 +13,11 @@ import { registerIngestSocket, type IngestSockets } from './ingest-socket.js';
 import { createRooms, type Rooms } from '../rooms/io-server.js';
 import { registerHealthRoutes } from '../http/routes/health.js';
 import { registerNearbyRoute } from '../http/routes/nearby.js';
+import { registerWithinRoute } from '../http/routes/within.js';
+import { registerEntitiesRoute } from '../http/routes/entities.js';
+import { registerPingsRoute } from '../http/routes/pings.js';
+import { registerOpenApiRoute } from '../http/routes/openapi.js';
+import { createSweeper } from '../liveness/sweeper.js';
 import { registerMetricsRoute } from '../http/routes/metrics.js';
 import { registerStaticRoutes } from '../http/routes/static.js';
 import { registerStatsRoute } from '../http/routes/stats.js';
@@ -59,8 +64,13 @@ export function createGateway(d: GatewayDeps): Gateway {
   let rooms: Rooms | undefined;
 
   const keys = createKeys(cfg.redis.keyPrefix);
-  const verifier = createHmacVerifier(cfg.auth.jwtSecret, cfg.auth.issuer);
-  const writer = createLiveWriter(d.redis, keys, { entityTtlSeconds: cfg.liveness.entityTtlSeconds, streamMaxLen: cfg.ingest.streamMaxLen });
+  const verifier = createVerifier(cfg.auth);
+  const writer = createLiveWriter(d.redis, keys, {
+    entityTtlSeconds: cfg.liveness.entityTtlSeconds, streamMaxLen: cfg.ingest.streamMaxLen, maxSpeedMps: cfg.ingest.maxSpeedMps, jumpSlackMeters: cfg.ingest.jumpSlackMeters,
+  });
+  const sweeper = createSweeper(d.redis, keys, {
+    entityTtlSeconds: cfg.liveness.entityTtlSeconds, intervalMs: cfg.liveness.sweepIntervalMs, maxCells: cfg.liveness.sweepMaxCells, batch: cfg.liveness.sweepBatch,
+  }, (gone) => rooms?.expired(gone), log.child({ module: 'sweeper' }));
   const reader = createLiveReader(d.redis, keys, { ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, maxCells: MAX_NEARBY_CELLS });
   const isClosing = (): boolean => state === 'closing' || state === 'closed';
 
@@ -70,11 +80,16 @@ export function createGateway(d: GatewayDeps): Gateway {
       log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, keys, keyPrefix: cfg.redis.keyPrefix,
       ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
     });
-    const batcher = createIngestBatcher(writer, (pings) => rooms?.publish(pings), log.child({ module: 'ingest' }));
+    const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }));
     ingest = registerIngestSocket(app, {
       log: log.child({ module: 'ingest' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom,
       maxBatch: cfg.ingest.maxBatch, maxPayloadBytes: cfg.ingest.maxPayloadBytes, idleTimeoutSeconds: cfg.ingest.idleTimeoutSeconds,
-      limits: { maxFutureMs: 60_000, maxAgeMs: 24 * 3600_000 }, isClosing,
+      ratePerSecond: cfg.ingest.ratePerSecond, rateBurst: cfg.ingest.rateBurst, rateAbusePings: cfg.ingest.rateAbusePings, maxBufferedBytes: cfg.ingest.maxBufferedBytes,
+      limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs }, isClosing,
+    });
+    registerPingsRoute(app, {
+      log: log.child({ module: 'ingest-http' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom, maxBatch: cfg.ingest.maxBatch,
+      maxPayloadBytes: cfg.ingest.maxPayloadBytes, limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs },
     });
     drainIngest = () => batcher.drain();
     rooms.attach(app);
@@ -86,6 +101,9 @@ export function createGateway(d: GatewayDeps): Gateway {
     });
     registerStatsRoute(app, { log, verifier, redis: d.redis, keys, keyPrefix: cfg.redis.keyPrefix, entityTtlSeconds: cfg.liveness.entityTtlSeconds, mapClients: () => rooms?.clientCount() ?? 0 });
     registerNearbyRoute(app, { log, verifier, reader, maxRadiusMeters: cfg.query.maxRadiusMeters, maxLimit: cfg.query.maxLimit });
+    registerWithinRoute(app, { log, verifier, reader, maxLimit: cfg.query.maxLimit });
+    registerEntitiesRoute(app, { log, verifier, reader });
+    registerOpenApiRoute(app, { log, cfg });
     app.any('/*', route(log, (call) => ({ status: 404, body: errorBody('NOT_FOUND', `no route for ${call.method} ${call.url}`) })));
     return app;
   }
@@ -97,6 +115,7 @@ export function createGateway(d: GatewayDeps): Gateway {
       try { await fn(); } catch (err) { log.warn({ err, step: name }, 'shutdown step failed'); }
     };
     await step('close listen socket', () => { if (listenSocket) d.uws.uws.us_listen_socket_close(listenSocket); listenSocket = undefined; });
+    await step('stop sweeper', () => sweeper.stop());
     await step('close ingest sockets', () => ingest?.closeAll(CLOSE_CODES.SERVER_RESTART, 'server restart'));
     await step('flush ingest batches', () => drainIngest());
     await step('close socket.io', () => rooms?.close());
@@ -119,6 +138,7 @@ export function createGateway(d: GatewayDeps): Gateway {
           resolve();
         });
       });
+      await sweeper.start();
       setState('listening');
       log.info({ host: cfg.http.host, port, uws: d.uws.build, uwsVersion: d.uws.version }, 'gateway listening');
     },

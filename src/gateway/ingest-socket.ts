@@ -4,13 +4,14 @@ import type { Logger } from '../log/logger.js';
 import type { Principal, TokenVerifier } from '../auth/tokens.js';
 import { requireScope } from '../auth/tokens.js';
 import { isAppError } from '../errors/app-error.js';
-import { ERRORS, type ErrorCode } from '../protocol/errors.js';
-import type { AcceptedPing } from '../protocol/ping.js';
+import { CLOSE_CODES, ERRORS, type ErrorCode } from '../protocol/errors.js';
 import type { ServerFrame } from '../protocol/messages.js';
 import { decodeFrame } from '../ingest/decode.js';
-import { validatePing, type ValidationLimits } from '../ingest/validate.js';
+import type { ValidationLimits } from '../ingest/validate.js';
 import type { IngestBatcher } from '../ingest/batcher.js';
-import { cellOf } from '../geo/tiles.js';
+import { processPings, type FrameOutcome } from '../ingest/process.js';
+import { TokenBucket } from '../ingest/rate-limit.js';
+import { ingestMetrics } from '../ingest/metrics.js';
 import { errorBody, statusLine } from '../http/respond.js';
 
 export const INGEST_PATH = '/v1/ingest';
@@ -20,16 +21,28 @@ export interface IngestSocketData {
   /** The encoding of the last frame the client sent; replies use the same. */
   binary: boolean;
   open: boolean;
+  /** Frames received so far (the number of the current frame). */
+  frames: number;
+  /** Resolves when every earlier frame has been answered: acks go out in order. */
+  tail: Promise<void>;
+  bucket: TokenBucket;
 }
 
-export interface IngestSocketDeps {
+export interface IngestLimits {
+  maxBatch: number;
+  maxPayloadBytes: number;
+  idleTimeoutSeconds: number;
+  ratePerSecond: number;
+  rateBurst: number;
+  rateAbusePings: number;
+  maxBufferedBytes: number;
+}
+
+export interface IngestSocketDeps extends IngestLimits {
   log: Logger;
   verifier: TokenVerifier;
   batcher: IngestBatcher;
   ingestZoom: number;
-  maxBatch: number;
-  maxPayloadBytes: number;
-  idleTimeoutSeconds: number;
   limits: ValidationLimits;
   isClosing(): boolean;
 }
@@ -49,24 +62,35 @@ function send(ws: WebSocket<IngestSocketData>, d: IngestSocketData, frame: Serve
   else ws.send(JSON.stringify(frame), false);
 }
 
-function sendError(ws: WebSocket<IngestSocketData>, d: IngestSocketData, code: ErrorCode, message: string, extra: { index?: number; id?: string; seq?: number } = {}): void {
-  send(ws, d, { type: 'error', code, message, ...extra });
-}
-
 function refuseUpgrade(res: HttpResponse, status: number, code: ErrorCode, message: string): void {
   res.cork(() => {
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify(errorBody(code, message)));
   });
 }
 
-/** The driver WebSocket: auth at upgrade, decode, validate, batch to Redis, ack after durability. */
+/**
+ * The driver WebSocket: auth at upgrade, decode, rate-limit, validate, batch to Redis, then
+ * answer every frame with its error frames and exactly one ack, in frame order.
+ */
 export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): IngestSockets {
   const sockets = new Set<WebSocket<IngestSocketData>>();
+  const procDeps = { batcher: d.batcher, ingestZoom: d.ingestZoom, limits: d.limits };
+
+  function closeWith(ws: WebSocket<IngestSocketData>, data: IngestSocketData, code: ErrorCode, message: string): void {
+    if (!data.open) return;
+    const close = ERRORS[code] && 'close' in ERRORS[code] ? (ERRORS[code] as { close: number }).close : CLOSE_CODES.PROTOCOL_ABUSE;
+    try { send(ws, data, { type: 'error', code, message, frame: data.frames }); } catch { /* closing anyway */ }
+    data.open = false;
+    ingestMetrics.closed.inc({ code: String(close) });
+    try { ws.end(close, code); } catch { /* already closed */ }
+  }
 
   app.ws<IngestSocketData>(INGEST_PATH, {
-    maxPayloadLength: d.maxPayloadBytes,
+    // uWS drops frames beyond its own cap without a useful code; keep it above ours so we
+    // can close with 4009 ourselves.
+    maxPayloadLength: d.maxPayloadBytes * 2 + 1024,
     idleTimeout: d.idleTimeoutSeconds,
-    maxBackpressure: 1024 * 1024,
+    maxBackpressure: Math.max(d.maxBufferedBytes * 4, 1024 * 1024),
     closeOnBackpressureLimit: 1, // typed as number in this build; truthy = close
 
     upgrade: (res: HttpResponse, req: HttpRequest, context) => {
@@ -75,7 +99,9 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const auth = req.getHeader('authorization');
-      const token = /^bearer /i.test(auth) ? auth.slice(7).trim() : new URLSearchParams(req.getQuery() ?? '').get('token') ?? undefined;
+      const query = new URLSearchParams(req.getQuery() ?? '');
+      const token = /^bearer /i.test(auth) ? auth.slice(7).trim() : query.get('token') ?? undefined;
+      const binary = query.get('encoding') === 'msgpack';
       let aborted = false;
       res.onAborted(() => { aborted = true; });
       if (d.isClosing()) {
@@ -86,7 +112,11 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
         requireScope(principal, 'ingest');
         if (aborted) return;
         res.cork(() => {
-          res.upgrade<IngestSocketData>({ principal, binary: false, open: true }, key, protocol, extensions, context);
+          const data: IngestSocketData = {
+            principal, binary, open: true, frames: 0, tail: Promise.resolve(),
+            bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
+          };
+          res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
         });
       }).catch((err: unknown) => {
         if (aborted) return;
@@ -100,6 +130,7 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
 
     open: (ws) => {
       sockets.add(ws);
+      ingestMetrics.connected.inc();
       const data = ws.getUserData();
       const p = data.principal;
       // Not inside open(): with this uWS build, a frame sent while the async upgrade is still
@@ -108,63 +139,75 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     },
 
     message: (ws, message, isBinary) => {
-      d.log.debug({ bytes: message.byteLength, isBinary }, 'ingest frame');
+      const data = ws.getUserData();
       try {
-        onMessage(ws, message, isBinary);
+        onMessage(ws, data, message, isBinary);
       } catch (err) {
         d.log.error({ err }, 'ingest message handler failed');
-        sendError(ws, ws.getUserData(), 'INTERNAL', ERRORS.INTERNAL.message);
+        closeWith(ws, data, 'INTERNAL', ERRORS.INTERNAL.message);
       }
     },
 
     close: (ws, code) => {
       d.log.debug({ code }, 'ingest socket closed');
       ws.getUserData().open = false;
-      sockets.delete(ws);
+      if (sockets.delete(ws)) ingestMetrics.connected.dec();
     },
   });
 
-  function onMessage(ws: WebSocket<IngestSocketData>, message: ArrayBuffer, isBinary: boolean): void {
-      const data = ws.getUserData();
-      data.binary = isBinary;
-      let raws: unknown[];
-      try {
-        raws = decodeFrame(message, isBinary, d.maxBatch);
-      } catch (err) {
-        if (isAppError(err)) sendError(ws, data, err.code, err.message);
-        else throw err;
+  function onMessage(ws: WebSocket<IngestSocketData>, data: IngestSocketData, message: ArrayBuffer, isBinary: boolean): void {
+    if (!data.open) return;
+    data.binary = isBinary;
+    const frame = ++data.frames;
+    ingestMetrics.frames.inc({ transport: 'ws', encoding: isBinary ? 'msgpack' : 'json' });
+    // Backpressure: the client does not read what we send; stop answering and close.
+    if (ws.getBufferedAmount() > d.maxBufferedBytes) {
+      ingestMetrics.rejected.inc({ code: 'SLOW_CONSUMER' });
+      closeWith(ws, data, 'SLOW_CONSUMER', `more than ${d.maxBufferedBytes} bytes of replies unread`);
+      return;
+    }
+    if (message.byteLength > d.maxPayloadBytes) {
+      ingestMetrics.rejected.inc({ code: 'FRAME_TOO_LARGE' });
+      closeWith(ws, data, 'FRAME_TOO_LARGE', `frame of ${message.byteLength} bytes exceeds ${d.maxPayloadBytes}`);
+      return;
+    }
+    let result: Promise<FrameOutcome> | FrameOutcome;
+    try {
+      const raws = decodeFrame(message, isBinary, d.maxBatch);
+      const allowed = data.bucket.take(raws.length);
+      if (data.bucket.abusive) {
+        ingestMetrics.rejected.inc({ code: 'RATE_LIMITED' }, raws.length);
+        closeWith(ws, data, 'RATE_LIMITED', 'sustained rate above the limit');
         return;
       }
-      const now = Date.now();
-      const accepted: AcceptedPing[] = [];
-      let maxSeq: number | null = null;
-      raws.forEach((raw, index) => {
-        const v = validatePing(raw, data.principal, now, d.limits);
-        if (!v.ok) {
-          sendError(ws, data, v.code, v.message, { index, ...(v.id !== undefined ? { id: v.id } : {}), ...(v.seq !== undefined ? { seq: v.seq } : {}) });
-          return;
-        }
-        const p = v.ping;
-        if (p.seq !== undefined && (maxSeq === null || p.seq > maxSeq)) maxSeq = p.seq;
-        accepted.push({ ...p, tenant: data.principal.tenant, cell: cellOf(p.lon, p.lat, d.ingestZoom), rx: now });
+      result = processPings(raws, data.principal, procDeps, allowed);
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      ingestMetrics.rejected.inc({ code: err.code });
+      result = { count: 0, seq: null, errors: [{ code: err.code, message: err.message }] };
+    }
+    const answer = (r: FrameOutcome): void => {
+      if (!data.open) return;
+      ws.cork(() => {
+        for (const e of r.errors) send(ws, data, { type: 'error', ...e, frame });
+        send(ws, data, { type: 'ack', seq: r.seq, count: r.count, frame });
       });
-      if (accepted.length === 0) return;
-      const seq = maxSeq;
-      d.batcher.submit(accepted).then(
-        () => send(ws, data, { type: 'ack', seq, count: accepted.length }),
-        () => sendError(ws, data, 'UNAVAILABLE', 'could not store pings; retry them'),
-      );
+    };
+    // Acks in frame order: answer after every earlier frame was answered.
+    data.tail = Promise.all([data.tail, result]).then(([, r]) => answer(r), (err: unknown) => {
+      d.log.error({ err }, 'ingest frame failed');
+    });
   }
 
   return {
     closeAll(code, reason) {
       for (const ws of [...sockets]) {
-        ws.getUserData().open = false;
+        const data = ws.getUserData();
+        if (!data.open) continue;
+        data.open = false;
         try { ws.end(code, reason); } catch { /* already closed */ }
       }
-      sockets.clear();
     },
     count: () => sockets.size,
   };
 }
-

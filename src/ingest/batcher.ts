@@ -1,24 +1,33 @@
 import type { AcceptedPing } from '../protocol/ping.js';
-import type { LiveWriter } from '../store/redis/live-writer.js';
+import type { LiveEvents, LiveMove } from '../protocol/live.js';
+import type { LiveWriter, Outcome } from '../store/redis/live-writer.js';
 import type { Logger } from '../log/logger.js';
+import { ingestMetrics } from './metrics.js';
 
-/** Receives pings once Redis has made them durable (e.g. the tile-room publisher). */
+/** Receives pings once Redis has made them durable (legacy rooms.publish wiring). */
 export type DurableListener = (pings: readonly AcceptedPing[]) => void;
 
 export interface IngestBatcher {
-  /** Resolves when the pings are durable in Redis; rejects if the write failed. */
-  submit(pings: AcceptedPing[]): Promise<void>;
+  /** Resolves with one outcome per ping once durable in Redis; rejects if the write failed. */
+  submit(pings: AcceptedPing[]): Promise<Outcome[]>;
   /** Writes whatever is queued and waits for writes in flight. */
   drain(): Promise<void>;
 }
 
-interface Pending { pings: AcceptedPing[]; resolve: () => void; reject: (e: unknown) => void }
+export interface BatcherListeners {
+  /** Live-state changes (LiveEvents.moved). */
+  moved?: LiveEvents['moved'];
+  /** Pings that advanced live state (kept until rooms switch to LiveEvents). */
+  durable?: DurableListener;
+}
+
+interface Pending { pings: AcceptedPing[]; resolve: (o: Outcome[]) => void; reject: (e: unknown) => void }
 
 /**
- * Coalesces every submission of one event-loop turn into one Redis pipeline, so Redis
- * round trips grow with turns, not with pings.
+ * Coalesces every submission of one event-loop turn into one write (two pipelined round
+ * trips), so Redis round trips grow with turns, not with pings.
  */
-export function createIngestBatcher(writer: LiveWriter, onDurable: DurableListener, log: Logger): IngestBatcher {
+export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger): IngestBatcher {
   let queue: Pending[] = [];
   let scheduled = false;
   const inFlight = new Set<Promise<void>>();
@@ -29,16 +38,20 @@ export function createIngestBatcher(writer: LiveWriter, onDurable: DurableListen
     queue = [];
     if (batch.length === 0) return;
     const all = batch.length === 1 ? batch[0]!.pings : batch.flatMap((p) => p.pings);
+    ingestMetrics.batchSize.observe(all.length);
+    const endTimer = ingestMetrics.redisWrite.startTimer();
     const p = writer.write(all).then(
-      () => {
-        for (const b of batch) b.resolve();
-        try {
-          onDurable(all);
-        } catch (err) {
-          log.error({ err }, 'durable listener failed');
+      (res) => {
+        endTimer();
+        let off = 0;
+        for (const b of batch) {
+          b.resolve(res.outcomes.slice(off, off + b.pings.length));
+          off += b.pings.length;
         }
+        notify(all, res.outcomes, res.moves);
       },
       (err: unknown) => {
+        endTimer();
         log.error({ err, pings: all.length }, 'redis write failed');
         for (const b of batch) b.reject(err);
       },
@@ -46,9 +59,25 @@ export function createIngestBatcher(writer: LiveWriter, onDurable: DurableListen
     inFlight.add(p);
   };
 
+  function notify(all: readonly AcceptedPing[], outcomes: readonly Outcome[], moves: LiveMove[]): void {
+    if (moves.length === 0) return;
+    try {
+      listeners.moved?.(moves);
+    } catch (err) {
+      log.error({ err }, 'live-event listener failed');
+    }
+    if (listeners.durable) {
+      try {
+        listeners.durable(all.filter((_, i) => outcomes[i] === 'advanced'));
+      } catch (err) {
+        log.error({ err }, 'durable listener failed');
+      }
+    }
+  }
+
   return {
     submit(pings) {
-      return new Promise<void>((resolve, reject) => {
+      return new Promise<Outcome[]>((resolve, reject) => {
         queue.push({ pings, resolve, reject });
         if (!scheduled) {
           scheduled = true;

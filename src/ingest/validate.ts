@@ -30,6 +30,6 @@ export function validatePing(raw: unknown, who: Principal, now: number, limits: 
   const ping = parsed.data;
   if (ping.ts > now + limits.maxFutureMs) return { ok: false, code: 'TS_IN_FUTURE', message: `ts is ${ping.ts - now} ms in the future`, id, seq };
   if (ping.ts < now - limits.maxAgeMs) return { ok: false, code: 'TS_TOO_OLD', message: `ts is older than ${limits.maxAgeMs} ms`, id, seq };
-  if (ping.id !== who.sub) return { ok: false, code: 'NOT_YOUR_ENTITY', message: `token may publish only '${who.sub}'`, id, seq };
+  if (!who.fleet && ping.id !== who.sub) return { ok: false, code: 'NOT_YOUR_ENTITY', message: `token may publish only '${who.sub}'`, id, seq };
   return { ok: true, ping };
 }

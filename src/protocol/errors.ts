@@ -34,6 +34,8 @@ export const ERRORS = {
   UNAUTHORIZED: { status: 401, message: 'missing, invalid or expired token', close: CLOSE_CODES.UNAUTHORIZED },
   FORBIDDEN: { status: 403, message: 'token scope does not allow this', close: CLOSE_CODES.FORBIDDEN },
   NOT_YOUR_ENTITY: { status: 403, message: 'token may not publish this entity id' },
+  IMPLAUSIBLE_JUMP: { status: 422, message: 'implied speed from the last position is above the plausibility limit; ping kept out of live state and history' },
+  SLOW_CONSUMER: { status: 503, message: 'client does not read its replies', close: CLOSE_CODES.BACKPRESSURE },
   NOT_FOUND: { status: 404, message: 'not found' },
   SHUTTING_DOWN: { status: 503, message: 'server is shutting down, reconnect', close: CLOSE_CODES.SERVER_RESTART },
   UNAVAILABLE: { status: 503, message: 'a backing service is unavailable' },

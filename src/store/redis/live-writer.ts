@@ -1,51 +1,126 @@
 import type { Redis } from 'ioredis';
 import type { AcceptedPing } from '../../protocol/ping.js';
+import type { LiveMove, LivePosition } from '../../protocol/live.js';
 import { cellMember, type Keys } from './keys.js';
 import { encodeAccepted, STREAM_FIELD } from './codec.js';
+import { scriptPipeline } from './scripts/index.js';
 
 export interface LiveWriterOptions {
   entityTtlSeconds: number;
   streamMaxLen: number;
+  /** Implied speed above this (m/s) flags a ping as an implausible jump. */
+  maxSpeedMps: number;
+  /** GPS noise allowance (metres) subtracted from the jump distance before the speed check. */
+  jumpSlackMeters: number;
 }
 
-/** Writes accepted pings to Redis: per-cell GEO set, last-seen, stream; per-entity state. */
+/**
+ * What happened to each ping:
+ * - `advanced`: newest for its entity: live state (GEO, seen, entity state) and history (stream);
+ * - `history`: older than the entity's latest: stream only, live position unchanged;
+ * - `duplicate`: same entity and ts/seq as a recent ping: dropped (already durable);
+ * - `implausible`: implied speed above the limit: kept out of live state and history.
+ */
+export type Outcome = 'advanced' | 'history' | 'duplicate' | 'implausible';
+
+export interface WriteResult {
+  /** One per input ping, same order. */
+  outcomes: Outcome[];
+  /** Pings that advanced live state, in order, with the previous position when known. */
+  moves: LiveMove[];
+}
+
+/** Writes accepted pings to Redis: per-entity state (own slot), then per-cell GEO/seen/stream. */
 export interface LiveWriter {
-  /** Resolves once Redis confirmed every write of the batch (one pipeline). */
-  write(pings: readonly AcceptedPing[]): Promise<void>;
+  /** Resolves once Redis confirmed every write of the batch (two pipelined round trips). */
+  write(pings: readonly AcceptedPing[]): Promise<WriteResult>;
+}
+
+const OUTCOME: Record<number, Outcome> = { 0: 'duplicate', 1: 'advanced', 2: 'history', 3: 'implausible' };
+
+export function livePosition(p: AcceptedPing): LivePosition {
+  const pos: LivePosition = { tenant: p.tenant, id: p.id, lat: p.lat, lon: p.lon, ts: p.ts };
+  if (p.speed !== undefined) pos.speed = p.speed;
+  if (p.heading !== undefined) pos.heading = p.heading;
+  if (p.kind !== undefined) pos.kind = p.kind;
+  if (p.status !== undefined) pos.status = p.status;
+  return pos;
 }
 
 export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptions): LiveWriter {
   const ttlMs = opts.entityTtlSeconds * 1000;
   return {
     async write(pings) {
-      if (pings.length === 0) return;
-      const byCell = new Map<string, AcceptedPing[]>();
-      for (const p of pings) {
-        const k = cellMember(p.tenant, p.cell);
-        let list = byCell.get(k);
-        if (!list) byCell.set(k, (list = []));
-        list.push(p);
-      }
-      const now = Date.now();
-      const pipe = redis.pipeline();
-      for (const list of byCell.values()) {
-        const first = list[0]!;
-        const ck = keys.cell(first.tenant, first.cell);
-        const geoArgs: (string | number)[] = [];
-        const seenArgs: (string | number)[] = [];
-        for (const p of list) {
-          geoArgs.push(p.lon, p.lat, p.id);
-          seenArgs.push(p.rx, p.id); // liveness uses server receive time, not device clocks
-          pipe.xadd(ck.stream, 'MAXLEN', '~', opts.streamMaxLen, '*', STREAM_FIELD, encodeAccepted(p));
-          pipe.set(keys.entity(p.tenant, p.id), encodeAccepted(p), 'PX', ttlMs);
+      if (pings.length === 0) return { outcomes: [], moves: [] };
+      // 1. Per entity (its own slot): one script call decides every ping of the entity.
+      const byEntity = new Map<string, number[]>();
+      pings.forEach((p, i) => {
+        const k = `${p.tenant}\u0000${p.id}`;
+        let list = byEntity.get(k);
+        if (!list) byEntity.set(k, (list = []));
+        list.push(i);
+      });
+      const packed = pings.map((p) => encodeAccepted(p));
+      const pipe1 = scriptPipeline(redis);
+      for (const idx of byEntity.values()) {
+        const first = pings[idx[0]!]!;
+        const args: (string | number | Buffer)[] = [ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, idx.length];
+        for (const i of idx) {
+          const p = pings[i]!;
+          args.push(p.ts, p.seq ?? '', p.lat, p.lon, p.cell, p.rx, packed[i]!);
         }
-        pipe.geoadd(ck.geo, ...geoArgs);
-        pipe.zadd(ck.seen, ...seenArgs);
-        pipe.zadd(keys.activeCells, now, cellMember(first.tenant, first.cell));
+        pipe1.entityAdvance(keys.entity(first.tenant, first.id), ...args);
       }
-      const results = await pipe.exec();
-      const failed = results?.find(([err]) => err);
-      if (failed) throw failed[0];
+      const r1 = await pipe1.exec();
+      const outcomes: Outcome[] = new Array<Outcome>(pings.length);
+      const moves: LiveMove[] = [];
+      // 2. Per cell (one hash tag each): live-state add/remove and history, in ping order.
+      const cellOps = new Map<string, { tenant: string; cell: string; ops: (string | number | Buffer)[] }>();
+      const opsOf = (tenant: string, cell: string): (string | number | Buffer)[] => {
+        const k = cellMember(tenant, cell);
+        let c = cellOps.get(k);
+        if (!c) cellOps.set(k, (c = { tenant, cell, ops: [] }));
+        return c.ops;
+      };
+      let e = 0;
+      for (const idx of byEntity.values()) {
+        const [err, res] = r1![e++]!;
+        if (err) throw err;
+        const row = res as (string | number)[];
+        const prevCell = String(row[0]);
+        let prev: { lat: number; lon: number } | undefined = row[1] !== '' ? { lat: Number(row[1]), lon: Number(row[2]) } : undefined;
+        let last: AcceptedPing | undefined;
+        idx.forEach((i, j) => {
+          const o = OUTCOME[Number(row[3 + j])] ?? 'implausible';
+          outcomes[i] = o;
+          const p = pings[i]!;
+          if (o === 'advanced' || o === 'history') opsOf(p.tenant, p.cell).push('X', packed[i]!);
+          if (o === 'advanced') {
+            moves.push(prev ? { now: livePosition(p), prev } : { now: livePosition(p) });
+            prev = { lat: p.lat, lon: p.lon };
+            last = p;
+          }
+        });
+        if (last) {
+          opsOf(last.tenant, last.cell).push('A', last.id, last.lon, last.lat, last.rx);
+          if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).push('R', last.id);
+        }
+      }
+      if (cellOps.size > 0) {
+        const now = Date.now();
+        const pipe2 = scriptPipeline(redis);
+        const active: (string | number)[] = [];
+        for (const c of cellOps.values()) {
+          const ck = keys.cell(c.tenant, c.cell);
+          pipe2.cellWrite(ck.geo, ck.seen, ck.stream, opts.streamMaxLen, STREAM_FIELD, ...c.ops);
+          active.push(now, cellMember(c.tenant, c.cell));
+        }
+        pipe2.zadd(keys.activeCells, ...active);
+        const r2 = await pipe2.exec();
+        const failed = r2?.find(([err]) => err);
+        if (failed) throw failed[0];
+      }
+      return { outcomes, moves };
     },
   };
 }

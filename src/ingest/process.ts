@@ -1,0 +1,88 @@
+import type { Principal } from '../auth/tokens.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { ERRORS } from '../protocol/errors.js';
+import type { AcceptedPing } from '../protocol/ping.js';
+import { cellOf } from '../geo/tiles.js';
+import { validatePing, type ValidationLimits } from './validate.js';
+import type { IngestBatcher } from './batcher.js';
+import { ingestMetrics } from './metrics.js';
+
+/** An error about one ping of a frame (or the whole frame when index is absent). */
+export interface PingError {
+  code: ErrorCode;
+  message: string;
+  index?: number;
+  id?: string;
+  seq?: number;
+}
+
+export interface FrameOutcome {
+  /** Pings made durable (advanced, history or duplicate of a durable ping). */
+  count: number;
+  /** Highest seq among them, if any carried one. */
+  seq: number | null;
+  errors: PingError[];
+}
+
+export interface ProcessDeps {
+  batcher: IngestBatcher;
+  ingestZoom: number;
+  limits: ValidationLimits;
+}
+
+/**
+ * The ingest path shared by the WebSocket and POST /v1/pings: validate each raw ping, hand the
+ * good ones to the batcher, resolve once Redis confirmed with the per-ping errors.
+ * `allowed` (rate limit) is how many pings of the frame may be considered; the rest are refused.
+ */
+export function processPings(raws: readonly unknown[], who: Principal, d: ProcessDeps, allowed = raws.length): Promise<FrameOutcome> | FrameOutcome {
+  const now = Date.now();
+  const errors: PingError[] = [];
+  const accepted: AcceptedPing[] = [];
+  const acceptedIdx: number[] = [];
+  for (let index = 0; index < raws.length; index++) {
+    const raw = raws[index];
+    if (index >= allowed) {
+      const r = raw as { id?: unknown; seq?: unknown } | null;
+      errors.push(withRef({ code: 'RATE_LIMITED', message: ERRORS.RATE_LIMITED.message, index }, r));
+      continue;
+    }
+    const v = validatePing(raw, who, now, d.limits);
+    if (!v.ok) {
+      errors.push({ code: v.code, message: v.message, index, ...(v.id !== undefined ? { id: v.id } : {}), ...(v.seq !== undefined ? { seq: v.seq } : {}) });
+      continue;
+    }
+    const p = v.ping;
+    accepted.push({ ...p, tenant: who.tenant, cell: cellOf(p.lon, p.lat, d.ingestZoom), rx: now });
+    acceptedIdx.push(index);
+  }
+  for (const e of errors) ingestMetrics.rejected.inc({ code: e.code });
+  if (accepted.length === 0) return { count: 0, seq: null, errors };
+  return d.batcher.submit(accepted).then((outcomes) => {
+    let count = 0;
+    let seq: number | null = null;
+    outcomes.forEach((o, j) => {
+      const p = accepted[j]!;
+      if (o === 'implausible') {
+        ingestMetrics.rejected.inc({ code: 'IMPLAUSIBLE_JUMP' });
+        errors.push({ code: 'IMPLAUSIBLE_JUMP', message: ERRORS.IMPLAUSIBLE_JUMP.message, index: acceptedIdx[j]!, id: p.id, ...(p.seq !== undefined ? { seq: p.seq } : {}) });
+        return;
+      }
+      ingestMetrics.accepted.inc({ outcome: o });
+      count++;
+      if (p.seq !== undefined && (seq === null || p.seq > seq)) seq = p.seq;
+    });
+    if (errors.length > 1) errors.sort((a, b) => (a.index ?? -1) - (b.index ?? -1));
+    return { count, seq, errors };
+  }, () => {
+    for (let j = 0; j < accepted.length; j++) ingestMetrics.rejected.inc({ code: 'UNAVAILABLE' });
+    errors.push({ code: 'UNAVAILABLE', message: 'could not store pings; retry them' });
+    return { count: 0, seq: null, errors };
+  });
+}
+
+function withRef(e: PingError, r: { id?: unknown; seq?: unknown } | null): PingError {
+  if (typeof r?.id === 'string') e.id = r.id;
+  if (typeof r?.seq === 'number') e.seq = r.seq;
+  return e;
+}

@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { projectRoot } from '../../../config/load.js';
+
+/**
+ * Server-side scripts, one Lua file each, named with their key count (BullMQ style). They are
+ * read from src/ at run time (tsc does not copy them) and registered on a client with
+ * `defineCommand`, so ioredis uses EVALSHA with an EVAL fallback, also inside pipelines.
+ */
+export const SCRIPTS = {
+  entityAdvance: 'entity-advance-1.lua',
+  cellWrite: 'cell-write-3.lua',
+  cellSweep: 'cell-sweep-2.lua',
+  cellLive: 'cell-live-2.lua',
+} as const;
+export type ScriptName = keyof typeof SCRIPTS;
+
+const cache = new Map<string, string>();
+
+export function scriptSource(name: ScriptName): string {
+  const file = SCRIPTS[name];
+  let src = cache.get(file);
+  if (src === undefined) {
+    src = readFileSync(join(projectRoot(), 'src', 'store', 'redis', 'scripts', file), 'utf8');
+    cache.set(file, src);
+  }
+  return src;
+}
+
+type Arg = string | number | Buffer;
+export interface ScriptCommands {
+  entityAdvance(key: string, ...args: Arg[]): Promise<unknown>;
+  cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): Promise<unknown>;
+  cellSweep(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
+  cellLive(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
+}
+export type ScriptPipeline = {
+  entityAdvance(key: string, ...args: Arg[]): ScriptPipeline;
+  cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): ScriptPipeline;
+  cellSweep(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
+  cellLive(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
+  zadd(key: string, ...args: Arg[]): ScriptPipeline;
+  hmget(key: string, ...fields: string[]): ScriptPipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
+};
+
+const defined = new WeakSet<Redis>();
+
+/** Registers every script on the client (idempotent) and returns it typed. */
+export function withScripts(redis: Redis): Redis & ScriptCommands {
+  if (!defined.has(redis)) {
+    for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
+      const numberOfKeys = Number(/-(\d+)\.lua$/.exec(SCRIPTS[name])![1]);
+      redis.defineCommand(name, { numberOfKeys, lua: scriptSource(name) });
+    }
+    defined.add(redis);
+  }
+  return redis as Redis & ScriptCommands;
+}
+
+export function scriptPipeline(redis: Redis): ScriptPipeline {
+  return withScripts(redis).pipeline() as unknown as ScriptPipeline;
+}

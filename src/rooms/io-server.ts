@@ -136,6 +136,10 @@ export function createRooms(d: RoomsDeps): Rooms {
     return [...out];
   };
   const isAggregate = (tile: string): boolean => Number(tile.slice(0, tile.indexOf('/'))) < o.aggregateBelowZoom;
+  const okAck = (tiles: string[]): SubscribeAck => {
+    const aggregated = tiles.filter(isAggregate);
+    return aggregated.length > 0 ? { ok: true, tiles, aggregated } : { ok: true, tiles };
+  };
   const held = (s: IoSocket): Set<string> => new Set([...s.data.tiles, ...s.data.viewport]);
   const tooMany = (): SubscribeAck => ({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${o.maxTilesPerClient} tiles per client` });
 
@@ -175,7 +179,7 @@ export function createRooms(d: RoomsDeps): Rooms {
       for (const t of tiles) socket.data.tiles.add(t);
       guard(socket, 'subscribe', async () => {
         await joinAndSnapshot(socket, tiles);
-        reply({ ok: true, tiles, aggregated: tiles.filter(isAggregate) });
+        reply(okAck(tiles));
       }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
     });
 
@@ -203,8 +207,7 @@ export function createRooms(d: RoomsDeps): Rooms {
       const added = [...next].filter((t) => !before.has(t));
       guard(socket, 'viewport', async () => {
         await joinAndSnapshot(socket, added);
-        const tiles = [...next];
-        reply({ ok: true, tiles, aggregated: tiles.filter(isAggregate) });
+        reply(okAck([...next]));
       }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
     });
 

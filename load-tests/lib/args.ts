@@ -1,0 +1,112 @@
+/**
+ * Command-line options of `npm run bench`. Defaults are the CI smoke (all scenarios, under two
+ * minutes on a 2-core box); every size can be scaled up from the command line.
+ */
+import { parseArgs } from 'node:util';
+
+export const SCENARIOS = ['ingest', 'ingest-single', 'idle', 'fanout', 'nearby', 'persistence', 'scale'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface BenchOptions {
+  /** Scenarios to run, in order. */
+  scenarios: ScenarioName[];
+  /** Measured seconds per scenario (after warm-up). */
+  duration: number;
+  /** Offered pings/s (ingest, persistence), requests/s (nearby). 0 = scenario default. */
+  rate: number;
+  /** Driver sockets (ingest, fanout). 0 = scenario default. */
+  drivers: number;
+  /** Pings per frame for batched ingest. */
+  batch: number;
+  /** Map subscribers (fanout). */
+  subscribers: number;
+  /** Gateways for fanout. */
+  gateways: number;
+  /** Idle connections (idle scenario). */
+  idle: number;
+  /** Connection-scale sizes. */
+  scaleDrivers: number;
+  scaleMaps: number;
+  /** Rows for the COPY ceiling; requests for the ceilings' redis-benchmark runs. */
+  copyRows: number;
+  redisBenchN: number;
+  skipCeilings: boolean;
+  /** persistence: 'window' | 'raw' | 'both'. */
+  persistMode: 'window' | 'raw' | 'both';
+  /** Where the JSON result goes (default load-tests/results/bench-<time>.json). */
+  out: string | undefined;
+  smoke: boolean;
+  keepStack: boolean;
+}
+
+export const HELP = `npm run bench -- [options]
+
+  --scenario <name[,name]>  ${SCENARIOS.join(', ')}, or or 'all' (default: all)
+  --duration <s>            measured seconds per scenario            (smoke: 8)
+  --rate <n>                offered pings/s (ingest, persistence) or requests/s (nearby)
+  --drivers <n>             driver sockets for ingest / fanout
+  --batch <n>               pings per frame in batched ingest        (default 25)
+  --subscribers <n>         map subscribers for fanout               (smoke: 200)
+  --gateways <n>            gateways for fanout                      (default 2)
+  --idle <n>                idle driver sockets                      (smoke: 2000)
+  --scale-drivers <n>       connection scale: drivers                (smoke: 2000, --full: 20000)
+  --scale-maps <n>          connection scale: map clients            (smoke: 500, --full: 5000)
+  --copy-rows <n>           rows for the COPY ceiling                (smoke: 100000)
+  --redis-bench-n <n>       requests per redis-benchmark run         (smoke: 200000)
+  --persist-mode <m>        window | raw | both                      (default both)
+  --no-ceilings             skip the ceiling measurements
+  --out <file>              JSON result path
+  --full                    the larger sizes of docs/benchmarks.md instead of the smoke
+  --keep-stack              leave the bench Redis/PostgreSQL running (default: left running; they are private)
+`;
+
+export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
+      drivers: { type: 'string' }, batch: { type: 'string' }, subscribers: { type: 'string' },
+      gateways: { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+      'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
+      'persist-mode': { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
+      full: { type: 'boolean' }, 'keep-stack': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  const full = values.full === true;
+  const num = (v: string | undefined, def: number): number => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`not a non-negative number: ${v}`);
+    return n;
+  };
+  let scenarios: ScenarioName[];
+  const s = values.scenario;
+  if (!s || s === 'all') scenarios = [...SCENARIOS];
+  else {
+    scenarios = s.split(',').map((x) => x.trim()) as ScenarioName[];
+    const bad = scenarios.filter((x) => !(SCENARIOS as readonly string[]).includes(x));
+    if (bad.length) throw new Error(`unknown scenario(s): ${bad.join(', ')}; known: ${SCENARIOS.join(', ')}`);
+  }
+  const mode = values['persist-mode'] ?? 'both';
+  if (!['window', 'raw', 'both'].includes(mode)) throw new Error(`--persist-mode: window | raw | both`);
+  return {
+    scenarios,
+    duration: num(values.duration, full ? 60 : 8),
+    rate: num(values.rate, 0),
+    drivers: num(values.drivers, 0),
+    batch: Math.max(1, num(values.batch, 25)),
+    subscribers: num(values.subscribers, full ? 1000 : 200),
+    gateways: Math.max(1, num(values.gateways, 2)),
+    idle: num(values.idle, full ? 10_000 : 2000),
+    scaleDrivers: num(values['scale-drivers'], full ? 20_000 : 2000),
+    scaleMaps: num(values['scale-maps'], full ? 5000 : 500),
+    copyRows: num(values['copy-rows'], full ? 500_000 : 100_000),
+    redisBenchN: num(values['redis-bench-n'], full ? 1_000_000 : 200_000),
+    skipCeilings: values['no-ceilings'] === true,
+    persistMode: mode as BenchOptions['persistMode'],
+    out: values.out,
+    smoke: !full,
+    keepStack: values['keep-stack'] === true,
+  };
+}

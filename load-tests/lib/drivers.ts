@@ -1,0 +1,194 @@
+/**
+ * Shared driver-side load: tokens, plausible paths, opening many sockets (spread over
+ * loopback source addresses) and an open-loop fixed-rate sender with ack latency.
+ */
+import { mintHmacToken, type Scope } from '../../src/auth/tokens.js';
+import { DriverClient, type DriverEncoding } from '../../src/clients/driver-client.js';
+import type { Ping } from '../../src/protocol/ping.js';
+import { BENCH_ISSUER, BENCH_JWT_SECRET } from './stack.js';
+import { Latency } from './hist.js';
+import { progress } from './report.js';
+
+export const BENCH_TENANT = 'bench';
+/** Lisbon: the city the simulated fleet drives in. */
+export const CITY = { lat: 38.7223, lon: -9.1393 };
+
+export function benchToken(sub: string, scopes: Scope[]): Promise<string> {
+  return mintHmacToken(BENCH_JWT_SECRET, { sub, tenant: BENCH_TENANT, scopes, ttlSeconds: 6 * 3600, issuer: BENCH_ISSUER });
+}
+
+/** A vehicle moving along a plausible path: constant-ish speed, slowly turning heading. */
+export class Vehicle {
+  lat: number;
+  lon: number;
+  heading: number;
+  speed: number;
+  seq = 0;
+  lastTs = 0;
+
+  constructor(readonly id: string, rnd: () => number = Math.random, radiusKm = 5, center = CITY) {
+    const r = radiusKm * Math.sqrt(rnd());
+    const a = rnd() * 2 * Math.PI;
+    this.lat = center.lat + (r / 111.32) * Math.cos(a);
+    this.lon = center.lon + (r / (111.32 * Math.cos((center.lat * Math.PI) / 180))) * Math.sin(a);
+    this.heading = rnd() * 360;
+    this.speed = 5 + rnd() * 12;
+  }
+
+  /** Advances `dtMs` and returns the ping for the new position, taken at `ts`. */
+  next(ts: number, dtMs: number): Ping {
+    const d = (this.speed * dtMs) / 1000;
+    const h = (this.heading * Math.PI) / 180;
+    this.lat += (d * Math.cos(h)) / 111_320;
+    this.lon += (d * Math.sin(h)) / (111_320 * Math.cos((this.lat * Math.PI) / 180));
+    this.heading = (this.heading + (Math.random() - 0.5) * 10 + 360) % 360;
+    this.lastTs = Math.max(ts, this.lastTs + 1);
+    return {
+      id: this.id, lat: round6(this.lat), lon: round6(this.lon), ts: this.lastTs, seq: ++this.seq,
+      speed: Math.round(this.speed * 10) / 10, heading: Math.round(this.heading), kind: 'car', status: 'available',
+    };
+  }
+}
+
+const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
+
+/** 127.0.0.1, 127.0.0.2, …: source addresses, `perAddress` sockets each. */
+export function localAddressFor(i: number, perAddress = 20_000): string {
+  return `127.0.0.${1 + Math.floor(i / perAddress)}`;
+}
+
+export interface OpenedDrivers { clients: DriverClient[]; vehicles: Vehicle[]; failed: number; firstError?: string }
+
+/** Opens `n` driver sockets with bounded concurrency; failures are counted, not thrown. */
+export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number }): Promise<OpenedDrivers> {
+  const clients: DriverClient[] = [];
+  const vehicles: Vehicle[] = [];
+  let failed = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const deadline = Date.now() + (o.deadlineMs ?? 120_000);
+  let lastLog = Date.now();
+  const worker = async (): Promise<void> => {
+    while (next < n && Date.now() < deadline) {
+      const i = next++;
+      const id = `${o.prefix}-${i}`;
+      try {
+        const token = await benchToken(id, ['ingest']);
+        const c = await DriverClient.connect(url, token, { encoding: o.encoding, connectTimeoutMs: 20_000, ws: { localAddress: localAddressFor(i, o.perAddress) } });
+        clients.push(c);
+        vehicles.push(new Vehicle(id));
+      } catch (err) {
+        failed++;
+        firstError ??= (err as Error).message;
+        if (failed > Math.max(50, n * 0.05)) { next = n; }
+      }
+      if (Date.now() - lastLog > 3000) { lastLog = Date.now(); progress(`  connected ${clients.length}/${n} (${failed} failed)`); }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 64, n) }, worker));
+  return { clients, vehicles, failed, ...(firstError ? { firstError } : {}) };
+}
+
+export async function closeDrivers(clients: DriverClient[]): Promise<void> {
+  const chunk = 500;
+  for (let i = 0; i < clients.length; i += chunk) {
+    await Promise.all(clients.slice(i, i + chunk).map((c) => Promise.race([c.close().catch(() => undefined), new Promise((r) => setTimeout(r, 4000))])));
+  }
+}
+
+export interface SendStats {
+  framesSent: number;
+  pingsSent: number;
+  framesAcked: number;
+  pingsAccepted: number;
+  pingErrors: number;
+  frameFailures: number;
+  /** Frames not sent because the socket already had `maxInFlight` unacknowledged frames. */
+  skipped: number;
+  seconds: number;
+  ack: Latency;
+  errorCodes: Record<string, number>;
+}
+
+export interface RateOptions {
+  /** Offered pings per second across all sockets. */
+  rate: number;
+  /** Pings per frame (1 = one ping per frame, sent as an object, not an array). */
+  batch: number;
+  seconds: number;
+  maxInFlight?: number;
+  label: string;
+  /** Called for every ping built (vehicle index, ping), e.g. to follow tracer entities. */
+  onPing?: (i: number, p: Ping) => void;
+}
+
+/**
+ * Open-loop sender: every 5 ms it sends the frames that are due at the target rate,
+ * round-robin over the sockets; latency is from send to the frame's ack.
+ */
+export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o: RateOptions): Promise<SendStats> {
+  const s: SendStats = { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, seconds: 0, ack: new Latency(), errorCodes: {} };
+  if (clients.length === 0) return s;
+  const framesPerSec = o.rate / o.batch;
+  const maxInFlight = o.maxInFlight ?? 32;
+  const perSocketHz = framesPerSec / clients.length;
+  const dtMs = Math.max(1, Math.round(1000 / Math.max(perSocketHz * o.batch, 0.001)));
+  const t0 = performance.now();
+  const end = t0 + o.seconds * 1000;
+  let rr = 0;
+  let due = 0;
+  let lastProgress = t0;
+  let lastAcked = 0;
+  const inflight = new Set<Promise<unknown>>();
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = performance.now();
+      if (now >= end) { clearInterval(timer); resolve(); return; }
+      const target = Math.floor(((now - t0) / 1000) * framesPerSec);
+      let budget = Math.min(target - due, 5000);
+      due += Math.max(0, target - due);
+      const wall = Date.now();
+      while (budget-- > 0) {
+        const i = rr++ % clients.length;
+        const c = clients[i]!;
+        if (c.inFlight >= maxInFlight) { s.skipped++; continue; }
+        const v = vehicles[i]!;
+        let frame: Ping | Ping[];
+        if (o.batch === 1) { frame = v.next(wall, dtMs); o.onPing?.(i, frame); }
+        else {
+          const arr: Ping[] = new Array(o.batch);
+          for (let k = 0; k < o.batch; k++) { arr[k] = v.next(wall - (o.batch - 1 - k), dtMs); o.onPing?.(i, arr[k]!); }
+          frame = arr;
+        }
+        const sentAt = performance.now();
+        s.framesSent++;
+        s.pingsSent += o.batch;
+        const p = c.send(frame).then((r) => {
+          s.ack.record(performance.now() - sentAt);
+          s.framesAcked++;
+          s.pingsAccepted += r.count;
+          for (const e of r.errors) { s.pingErrors++; s.errorCodes[e.code] = (s.errorCodes[e.code] ?? 0) + 1; }
+        }, (err: unknown) => {
+          s.frameFailures++;
+          const code = (err as Error).constructor?.name ?? 'Error';
+          s.errorCodes[code] = (s.errorCodes[code] ?? 0) + 1;
+        });
+        inflight.add(p);
+        void p.finally(() => inflight.delete(p));
+      }
+      if (now - lastProgress >= 2000) {
+        const sec = (now - lastProgress) / 1000;
+        const acked = s.pingsAccepted;
+        const sm = s.ack.summary();
+        progress(`  ${o.label}: t=${((now - t0) / 1000).toFixed(0)}s accepted ${Math.round((acked - lastAcked) / sec)}/s ack p50 ${sm.p50} p99 ${sm.p99} ms in flight ${inflight.size} skipped ${s.skipped} errors ${s.pingErrors + s.frameFailures}`);
+        lastProgress = now;
+        lastAcked = acked;
+      }
+    };
+    const timer = setInterval(tick, 5);
+  });
+  s.seconds = (performance.now() - t0) / 1000;
+  // Let the last acks arrive (bounded).
+  await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, 5000))]);
+  return s;
+}

@@ -1,0 +1,81 @@
+/**
+ * Fan-out: drivers ping (one ping per frame) into gateway A; map subscribers on gateways A and
+ * B (socket.io, Redis adapter between them) watch z14 tiles where drivers are. Reports
+ * ping-to-subscriber delay (subscriber arrival − the ping's ts), delivered entity updates/s,
+ * gateway CPU per delivered update, and starved subscribers.
+ */
+import type { ScenarioContext } from '../lib/context.js';
+import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
+import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
+import { round } from '../lib/hist.js';
+import { closeViewers, openViewers, starved } from '../lib/maps.js';
+import { MB, procSample } from '../lib/proc-stat.js';
+import { progress, type ScenarioResult } from '../lib/report.js';
+import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
+import { tileKey, tileOf } from '../../src/geo/tiles.js';
+
+export const FANOUT_ZOOM = 14;
+
+export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const o = ctx.opts;
+  const rate = o.rate || (o.smoke ? 2000 : 10_000);
+  const drivers = o.drivers || (o.smoke ? 400 : 2000);
+  const subs = o.subscribers;
+  await cleanRedis(ctx.stack.redisUrl);
+  const prefix = scenarioPrefix('fanout');
+  const gws: GatewayChild[] = [];
+  try {
+    for (let i = 0; i < o.gateways; i++) gws.push(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`));
+    progress(`fanout: ${drivers} drivers on gateway 0, ${subs} subscribers over ${gws.length} gateways`);
+    const opened = await openDrivers(gws[0]!.url, drivers, { prefix: 'fo', encoding: 'msgpack', concurrency: 128 });
+    // Each subscriber watches the z14 tile a driver is in: every subscribed tile has traffic.
+    const tiles = Array.from({ length: subs }, (_, j) => {
+      const v = opened.vehicles[j % opened.vehicles.length]!;
+      return tileKey(tileOf(v.lon, v.lat, FANOUT_ZOOM));
+    });
+    const vs = await openViewers(gws.map((g) => g.url), tiles);
+    if (vs.viewers.length === 0) throw new Error(`no subscriber connected: ${vs.firstError}`);
+    await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: 1, label: 'fanout warm-up' });
+    await sleep(300);
+    const c0 = gws.map((g) => procSample(g.pid).cpuSeconds);
+    const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
+    vs.measuring = true;
+    const s = await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: o.duration, label: 'fanout' });
+    await sleep(300);
+    vs.measuring = false;
+    const c1 = gws.map((g) => procSample(g.pid));
+    const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
+    const secs = s.seconds + 0.3;
+    const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
+    const st = starved(vs.viewers);
+    const lat = vs.delay.summary();
+    await closeViewers(vs.viewers);
+    await closeDrivers(opened.clients);
+    return {
+      scenario: 'fanout',
+      load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.clients.length} drivers; ${vs.viewers.length} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
+      latency: lat,
+      latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
+      throughput: { value: Math.round(vs.updates / secs), unit: 'entity updates/s delivered' },
+      cpu: {
+        'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, vs.updates), 2),
+        'gateways cores': round(gwCpu / secs, 2),
+        'redis cores': round((r1 - r0) / secs, 2),
+      },
+      memory: Object.fromEntries(c1.map((x, i) => [`gateway-${i} RSS MB`, round(x.rssBytes / MB, 1)])),
+      targets: {
+        'delivery p99': { target: '< 50 ms', value: lat.p99, ok: lat.p99 < 50 },
+        'starved subscribers': { target: '0', value: st.starved, ok: st.starved === 0 },
+        'ack p99': { target: '< 50 ms', value: s.ack.summary().p99, ok: s.ack.summary().p99 < 50 },
+      },
+      notes: [
+        `frames ${vs.frames}, ${round(vs.updates / Math.max(1, vs.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
+        ...(vs.failed ? [`${vs.failed} subscribers failed: ${vs.firstError}`] : []),
+        ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
+      ],
+      extra: { starved: st, frames: vs.frames, updates: vs.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
+    };
+  } finally {
+    for (const g of gws) await g.stop();
+  }
+}

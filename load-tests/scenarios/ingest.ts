@@ -1,0 +1,83 @@
+/**
+ * Ingest: many driver sockets at a fixed offered rate, batched frames (default) or one ping
+ * per frame. Reports accepted pings/s, ack latency, gateway + Redis CPU seconds per 100k pings
+ * and gateway RSS per connection, with ratios to the redis-benchmark and uWS echo ceilings.
+ */
+import type { ScenarioContext } from '../lib/context.js';
+import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
+import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
+import { round } from '../lib/hist.js';
+import { MB, procSample } from '../lib/proc-stat.js';
+import { progress, type ScenarioResult } from '../lib/report.js';
+import { startBenchGateway } from '../lib/stack.js';
+
+export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number }
+
+export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<ScenarioResult> {
+  await cleanRedis(ctx.stack.redisUrl);
+  const gw = await startBenchGateway({ stack: ctx.stack, keyPrefix: scenarioPrefix(p.name) });
+  try {
+    await sleep(300);
+    const base = procSample(gw.pid);
+    progress(`${p.name}: opening ${p.drivers} driver sockets`);
+    const opened = await openDrivers(gw.url, p.drivers, { prefix: 'drv', encoding: 'msgpack' });
+    const conn = procSample(gw.pid);
+    if (opened.clients.length === 0) throw new Error(`no driver connected: ${opened.firstError}`);
+    if (p.warmupSeconds > 0) await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.warmupSeconds, label: `${p.name} warm-up` });
+    const g0 = procSample(gw.pid);
+    const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
+    progress(`${p.name}: ${p.rate} pings/s offered, ${p.batch}/frame, ${opened.clients.length} sockets, ${p.seconds}s`);
+    const s = await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.seconds, label: p.name });
+    const g1 = procSample(gw.pid);
+    const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
+    await closeDrivers(opened.clients);
+    const accepted = s.pingsAccepted / s.seconds;
+    const per100k = (cpu: number): number => (s.pingsAccepted > 0 ? (cpu / s.pingsAccepted) * 100_000 : NaN);
+    const lat = s.ack.summary();
+    const c = ctx.ceilings;
+    const ratios: Record<string, number> = {};
+    if (c.redisGeoaddP16) ratios['GEOADD-P16'] = round(accepted / c.redisGeoaddP16, 4);
+    if (c.uwsEchoMsgsPerSec) ratios['uWS echo (frames)'] = round(s.framesAcked / s.seconds / c.uwsEchoMsgsPerSec, 4);
+    const errorRate = s.pingsSent > 0 ? (s.pingErrors + s.frameFailures * p.batch) / s.pingsSent : 0;
+    return {
+      scenario: p.name,
+      load: `${opened.clients.length} sockets, ${p.rate} pings/s offered, ${p.batch}/frame, ${p.seconds}s`,
+      latency: lat,
+      latencyOf: 'frame sent → ack received (ms)',
+      throughput: { value: Math.round(accepted), unit: 'pings/s accepted' },
+      ratios,
+      cpu: {
+        'gateway s/100k pings': round(per100k(g1.cpuSeconds - g0.cpuSeconds), 3),
+        'redis s/100k pings': round(per100k(r1 - r0), 3),
+        'gateway cores': round((g1.cpuSeconds - g0.cpuSeconds) / s.seconds, 2),
+        'redis cores': round((r1 - r0) / s.seconds, 2),
+      },
+      memory: {
+        'gateway RSS MB': round(g1.rssBytes / MB, 1),
+        'KB/conn (idle, after connect)': round((conn.rssBytes - base.rssBytes) / 1024 / Math.max(1, opened.clients.length), 1),
+      },
+      targets: {
+        rate: { target: `>= ${p.targetRate} pings/s`, value: Math.round(accepted), ok: accepted >= p.targetRate * 0.98 },
+        'ack p99': { target: '< 50 ms', value: lat.p99, ok: lat.p99 < 50 },
+        'error rate': { target: '< 0.1%', value: round(errorRate * 100, 3), ok: errorRate < 0.001 },
+      },
+      notes: [
+        ...(s.skipped > 0 ? [`${s.skipped} frames not offered: the socket already had 32 unacknowledged frames (the gateway fell behind)`] : []),
+        ...(opened.failed > 0 ? [`${opened.failed} sockets failed to connect: ${opened.firstError}`] : []),
+        ...(Object.keys(s.errorCodes).length ? [`errors: ${JSON.stringify(s.errorCodes)}`] : []),
+      ],
+      extra: { ...s, ack: undefined, framesPerSec: round(s.framesAcked / s.seconds, 1), offered: p.rate },
+    };
+  } finally {
+    await gw.stop();
+  }
+}
+
+export function main(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const o = ctx.opts;
+  const rate = o.rate || (o.smoke ? 20_000 : 50_000);
+  return runIngest(ctx, {
+    name: 'ingest', batch: o.batch, rate, drivers: o.drivers || (o.smoke ? 200 : 1000),
+    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 50_000,
+  });
+}

@@ -273,7 +273,9 @@ async function doSubscribe(force) {
   let z = tileZoom();
   for (let attempt = 0; attempt < 4; attempt++, z--) {
     let ack;
-    const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => Math.round(v * 1e6) / 1e6);
+    const clampLon = (v) => Math.max(-180, Math.min(180, v));
+    const clampLat = (v) => Math.max(-85.05, Math.min(85.05, v));
+    const bbox = [clampLon(b.getWest()), clampLat(b.getSouth()), clampLon(b.getEast()), clampLat(b.getNorth())].map((v) => Math.round(v * 1e6) / 1e6);
     if (viewportSupported) {
       try {
         ack = await socket.timeout(4000).emitWithAck('viewport', { bbox, zoom: z });
@@ -307,7 +309,7 @@ async function doSubscribe(force) {
     debug.zoom = z;
     debug.subscribeCount++;
     debug.ready = true;
-    $('v-tiles').textContent = `${next.size} @ z${z}${debug.aggregated.length ? ` (${debug.aggregated.length} aggregated)` : ''}`;
+    $('v-tiles').textContent = `${next.size} @ z${z}${debug.aggregated.length ? ' · counts' : ''}`;
     return;
   }
 }

@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/ensure-deps.sh
+# Chromium for the browser test (apt, when root); never fatal: without it that test skips.
+bash scripts/ensure-chromium.sh || true
 
 export STACK_DIR="${STACK_DIR:-$ROOT/.data/test-stack}"
 export STACK_REDIS_PORT="${STACK_REDIS_PORT:-6391}"

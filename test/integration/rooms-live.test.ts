@@ -119,7 +119,7 @@ test('a ping on gateway A reaches subscribers on A and B; a subscriber elsewhere
   await sleep(400); // registry refresh on A (the announce is immediate, this only adds margin)
 
   const d = await driver(A, 'car-x1');
-  const ts = Date.now();
+  const ts = Date.now() - 120_000; // room for a plausible 5 km move (ingest refuses impossible speeds)
   const ack = await d.send({ id: 'car-x1', lat, lon, ts, seq: 1, status: 'available' });
   assert.equal(ack.count, 1);
   await until(() => upA.some((u) => u.id === 'car-x1') && upB.some((u) => u.id === 'car-x1'), 5000, 'update on A and B');
@@ -132,7 +132,7 @@ test('a ping on gateway A reaches subscribers on A and B; a subscriber elsewhere
   // Move ~5 km east: another ingest cell, so the z15 tile is left.
   const lon2 = lon + 0.06;
   assert.notEqual(cellOf(lon2, lat, INGEST_ZOOM), cellOf(lon, lat, INGEST_ZOOM));
-  await d.send({ id: 'car-x1', lat, lon: lon2, ts: ts + 1000, seq: 2 });
+  await d.send({ id: 'car-x1', lat, lon: lon2, ts: ts + 120_000, seq: 2 });
   const left = await until(() => leftB.find((l) => l.id === 'car-x1'), 5000, 'left on B');
   assert.equal(left.reason, 'moved');
   await until(() => !mA.tileState(tile).has('car-x1') && !mB.tileState(tile).has('car-x1'), 2000, 'state cleared');
@@ -164,7 +164,7 @@ test('snapshot + deltas converge to the live state in Redis (and /v1/within when
   const tile = cellOf(base.lon, base.lat, 14);
   const ids = ['cv-1', 'cv-2', 'cv-3', 'cv-4', 'cv-5'];
   const drivers = await Promise.all(ids.map((id, i) => driver(i % 2 ? A : B, id)));
-  const t0 = Date.now();
+  const t0 = Date.now() - 180_000; // steps 60 s apart: the 4 km move of step 3 stays plausible
   // Before anyone subscribes: these must come through the snapshot.
   await Promise.all(drivers.map((d, i) => d.send({ id: ids[i], lat: base.lat + i * 0.001, lon: base.lon + i * 0.001, ts: t0, seq: 1 })));
   const m = await map(A, 'map-cv');
@@ -175,7 +175,7 @@ test('snapshot + deltas converge to the live state in Redis (and /v1/within when
   for (let step = 1; step <= 3; step++) {
     await Promise.all(drivers.map((d, i) => {
       const away = i === 4 && step === 3;
-      return d.send({ id: ids[i], lat: base.lat + i * 0.001 + step * 0.0003, lon: away ? base.lon + 0.05 : base.lon + i * 0.001, ts: t0 + step * 1000, seq: step + 1 });
+      return d.send({ id: ids[i], lat: base.lat + i * 0.001 + step * 0.0003, lon: away ? base.lon + 0.05 : base.lon + i * 0.001, ts: t0 + step * 60_000, seq: step + 1 });
     }));
     await sleep(60);
   }
@@ -198,8 +198,8 @@ test('snapshot + deltas converge to the live state in Redis (and /v1/within when
 });
 
 test('below the aggregate zoom a tile gets counts per sub-tile that match the live entities', async () => {
-  const lat = 38.72, lon = -9.14; // Lisbon: a z9 tile no other test touches
-  const tile = cellOf(lon, lat, 9);
+  const tile = cellOf(-9.14, 38.72, 9); // around Lisbon: a z9 tile no other test touches
+  const [lon, lat] = centerOf(tile);
   const ids = ['ag-1', 'ag-2', 'ag-3'];
   const drivers = await Promise.all(ids.map((id) => driver(A, id)));
   const now = Date.now();

@@ -80,16 +80,19 @@ export function createPersister(d: PersisterDeps): Persister {
 
   async function write(entries: StreamEntry[]): Promise<WriteResult> {
     const client = await d.pg.connect();
+    let failed: Error | undefined;
     try {
       await client.query('BEGIN');
       const res = await writeBatch(client, entries.map((e) => e.ping), w.mode);
       await client.query('COMMIT');
       return res;
     } catch (err) {
+      failed = err as Error;
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      // A failed connection may be broken (server gone, proxy killed): discard it.
+      client.release(failed);
     }
   }
 
@@ -109,7 +112,13 @@ export function createPersister(d: PersisterDeps): Persister {
       for (const p of batch.poison) log.warn({ stream: p.stream, entryId: p.entryId, reason: p.reason }, 'poison entry dead-lettered');
       batch.poison = [];
     }
-    const res = await write(batch.entries);
+    let res: WriteResult;
+    try {
+      res = await write(batch.entries);
+    } catch (err) {
+      await report(undefined); // keep lag/pending visible while PostgreSQL is down
+      throw err;
+    }
     if (d.delayAfterCommitMs) {
       log.info({ entries: batch.entries.length }, 'flush committed (fault injection delay before ack)');
       await new Promise((r) => setTimeout(r, d.delayAfterCommitMs));

@@ -38,10 +38,11 @@ window.__geoflux = debug;
 
 // ---------- map and base layers ----------
 const center = (params.get('center') || '41.1579,-8.6291').split(',').map(Number);
-const map = L.map('map', { preferCanvas: true, zoomControl: true, worldCopyJump: true })
+// One canvas for every vector layer: a second canvas on top would swallow clicks meant for the vehicles.
+const renderer = L.canvas({ padding: 0.3, tolerance: 8 }); // tolerance: moving vehicles stay easy to click
+const map = L.map('map', { preferCanvas: true, renderer, zoomControl: true, worldCopyJump: true })
   .setView([center[0], center[1]], Number(params.get('zoom') || 14));
 window.__geoflux.map = map;
-const renderer = L.canvas({ padding: 0.3 });
 
 /** The fallback base map: tile outlines with their z/x/y, drawn locally (works offline). */
 const TileGrid = L.GridLayer.extend({
@@ -134,8 +135,10 @@ function upsert(tile, u, animate) {
       renderer, radius: KIND_RADIUS[u.kind] || 6, color: '#ffffff', weight: 1.5, fillColor: colorOf(u.status), fillOpacity: 0.95, bubblingMouseEvents: false,
     }).addTo(map);
     marker.on('click', () => select(u.id));
+    if (highlighted.has(u.id)) marker.setStyle({ color: '#f59e0b', weight: 4 });
     v = { data: u, marker, from: to, to, t0: now, dur: 0, tiles: new Set(), seen: Date.now(), lastAt: now, trail: [[u.lat, u.lon]] };
     vehicles.set(u.id, v);
+    if (selected === u.id) styleSelected(u.id, true);
   } else {
     if (u.ts < v.data.ts) { addToTile(tile, v, u.id); return; } // never move back in time
     const moved = u.lat !== v.to.lat || u.lon !== v.to.lng;
@@ -380,24 +383,41 @@ pollStats();
 setInterval(pollStats, 2000);
 
 // ---------- vehicle details and track ----------
+function styleSelected(id, on) {
+  const v = vehicles.get(id);
+  if (!v) return;
+  v.marker.setRadius(on ? 9 : KIND_RADIUS[v.data.kind] || 6);
+  if (on) { v.marker.setStyle({ color: '#111827', weight: 3 }); v.marker.bringToFront(); }
+  else v.marker.setStyle(highlighted.has(id) ? { color: '#f59e0b', weight: 4 } : { color: '#ffffff', weight: 1.5 });
+}
+
 async function select(id) {
+  if (selected) styleSelected(selected, false);
   selected = id;
+  styleSelected(id, true);
+  debug.selected = id;
   if (selectedTrail) map.removeLayer(selectedTrail);
   if (trackLayer) { map.removeLayer(trackLayer); trackLayer = null; }
   selectedTrail = L.polyline([], { renderer, color: '#f97316', weight: 3, opacity: 0.9, interactive: false }).addTo(map);
+  const prev = $('track-status'); if (prev) prev.textContent = 'history: loading…';
   renderDetails();
-  const el = $('track-status');
   try {
     const since = new Date(Date.now() - 30 * 60_000).toISOString();
     const r = await fetch(`/v1/entities/${encodeURIComponent(id)}/track?from=${encodeURIComponent(since)}`, { headers: authHeaders });
     if (selected !== id) return;
-    if (!r.ok) { if (el) el.textContent = r.status === 404 ? 'history: none yet' : `history: HTTP ${r.status}`; return; }
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      const noRoute = /no route/.test((body.error && body.error.message) || '');
+      const line = r.status === 404 ? (noRoute ? 'history: endpoint not available on this server' : 'history: none yet') : `history: HTTP ${r.status}`;
+      const cur = $('track-status'); if (cur) cur.textContent = line;
+      return;
+    }
     const geo = await r.json();
-    trackLayer = L.geoJSON(geo, { style: { color: '#a855f7', weight: 3, opacity: 0.8, dashArray: '4 4' }, pointToLayer: (_f, ll) => L.circleMarker(ll, { renderer, radius: 2, color: '#a855f7' }), interactive: false }).addTo(map);
+    trackLayer = L.geoJSON(geo, { renderer, style: { color: '#a855f7', weight: 3, opacity: 0.8, dashArray: '4 4' }, pointToLayer: (_f, ll) => L.circleMarker(ll, { renderer, radius: 2, color: '#a855f7' }), interactive: false }).addTo(map);
     const n = (geo.features || [geo]).reduce((acc, f) => acc + ((f.geometry && f.geometry.coordinates && f.geometry.coordinates.length) || 0), 0);
-    if (el) el.textContent = `history: ${n} points (last 30 min, PostGIS)`;
+    const cur = $('track-status'); if (cur) cur.textContent = `history: ${n} points (last 30 min, PostGIS)`;
   } catch {
-    if (el) el.textContent = 'history: unavailable';
+    const cur = $('track-status'); if (cur) cur.textContent = 'history: unavailable';
   }
 }
 
@@ -426,15 +446,29 @@ function escapeHtml(s) { return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&a
 
 // ---------- nearby search ----------
 let nearbyLayer = null;
+const highlighted = new Set();
+function setHighlight(ids) {
+  for (const id of highlighted) vehicles.get(id)?.marker.setStyle({ color: '#ffffff', weight: 1.5 });
+  highlighted.clear();
+  for (const id of ids) {
+    const v = vehicles.get(id);
+    if (!v) continue;
+    v.marker.setStyle({ color: '#f59e0b', weight: 4 });
+    v.marker.bringToFront();
+    highlighted.add(id);
+  }
+}
 map.on('click', async (e) => {
   if (nearbyLayer) map.removeLayer(nearbyLayer);
+  setHighlight([]);
+  if (selected) styleSelected(selected, false);
   selected = null;
   if (selectedTrail) { map.removeLayer(selectedTrail); selectedTrail = null; }
   if (trackLayer) { map.removeLayer(trackLayer); trackLayer = null; }
   renderDetails();
   const radius = 1500;
   const { lat, lng } = e.latlng;
-  nearbyLayer = L.layerGroup([L.circle(e.latlng, { radius, color: '#f59e0b', weight: 1, fillOpacity: 0.05, interactive: false })]).addTo(map);
+  nearbyLayer = L.layerGroup([L.circle(e.latlng, { renderer, radius, color: '#f59e0b', weight: 1, fillOpacity: 0.05, interactive: false })]).addTo(map);
   const el = $('nearby');
   el.classList.remove('hidden');
   el.innerHTML = '<h2>Nearest vehicles</h2><p>searching…</p>';
@@ -443,9 +477,10 @@ map.on('click', async (e) => {
     const body = await r.json();
     if (!r.ok) { el.innerHTML = `<h2>Nearest vehicles</h2><p>${escapeHtml(body.error ? body.error.message : r.status)}</p>`; return; }
     debug.nearby = body.results;
-    for (const h of body.results) {
-      nearbyLayer.addLayer(L.circleMarker([h.lat, h.lon], { renderer, radius: 11, color: '#f59e0b', weight: 3, fill: false, interactive: false }));
-    }
+    // Highlight the vehicles themselves (the rings follow them); ones not drawn here get a marker at the reported spot.
+    for (const h of body.results) if (!vehicles.has(h.id)) nearbyLayer.addLayer(L.circleMarker([h.lat, h.lon], { renderer, radius: 8, color: '#f59e0b', weight: 3, fill: false, interactive: false }));
+    setHighlight(body.results.map((h) => h.id));
+    debug.highlighted = [...highlighted];
     el.innerHTML = `<h2>Nearest vehicles (${body.results.length} within ${fmt(radius)} m)</h2><ol>${body.results.map((h) =>
       `<li data-id="${escapeHtml(h.id)}">${escapeHtml(h.id)}<span>${fmt(h.distance)} m</span></li>`).join('')}</ol>`;
     el.querySelectorAll('li').forEach((li) => li.addEventListener('click', () => { if (vehicles.has(li.dataset.id)) select(li.dataset.id); }));

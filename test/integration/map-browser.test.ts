@@ -166,10 +166,24 @@ test('pan and zoom: the subscriptions follow the view', { skip }, async () => {
   assert.ok(total >= 50 && total <= 60, `aggregate total ${total}`);
   await page.screenshot({ path: join(OUT, 'map-browser-aggregates.png') });
 
-  // Back to the city for the README picture.
-  await page.evaluate(() => window.__geoflux.map.setView([41.1555, -8.6210], 15, { animate: false }));
-  await page.waitForFunction(() => window.__geoflux.zoom === 15 && window.__geoflux.vehicleCount() >= 5, null, { timeout: 10_000 });
-  await page.waitForTimeout(3000);
+  // Back to the city for the README picture, with one vehicle selected (details + trail).
+  await page.evaluate(() => window.__geoflux.map.setView([41.1579, -8.6291], 14, { animate: false }));
+  await page.waitForFunction(() => window.__geoflux.zoom === 14 && window.__geoflux.vehicleCount() >= 10, null, { timeout: 10_000 });
+  await page.waitForTimeout(2000);
+  const pick = await page.evaluate(() => {
+    const d = window.__geoflux;
+    const pos = d.rendered();
+    let best: { id: string; x: number; y: number; r: number } | undefined;
+    for (const [id, ll] of Object.entries(pos)) {
+      const p = d.map.latLngToContainerPoint(ll);
+      const r = Math.hypot(p.x - 490, p.y - 400);
+      if (!best || r < best.r) best = { id, x: p.x, y: p.y, r };
+    }
+    return best!;
+  });
+  await page.mouse.click(pick.x, pick.y);
+  await page.waitForFunction((id) => (document.getElementById('details')!.textContent ?? '').includes(id), pick.id, { timeout: 5000 });
+  await page.waitForTimeout(4000);
   const shot = join(OUT, 'map-browser.png');
   await page.screenshot({ path: shot });
   if (process.env.MAP_SCREENSHOT_DOCS === '1') copyFileSync(shot, join(projectRoot(), 'docs', 'map-screenshot.png'));

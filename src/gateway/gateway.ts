@@ -15,6 +15,8 @@ import { registerHealthRoutes } from '../http/routes/health.js';
 import { registerNearbyRoute } from '../http/routes/nearby.js';
 import { registerWithinRoute } from '../http/routes/within.js';
 import { registerEntitiesRoute } from '../http/routes/entities.js';
+import { registerTrackRoute } from '../http/routes/track.js';
+import { registerCellStatsRoute } from '../http/routes/cell-stats.js';
 import { registerPingsRoute } from '../http/routes/pings.js';
 import { registerOpenApiRoute } from '../http/routes/openapi.js';
 import { createSweeper } from '../liveness/sweeper.js';
@@ -103,6 +105,8 @@ export function createGateway(d: GatewayDeps): Gateway {
     registerNearbyRoute(app, { log, verifier, reader, maxRadiusMeters: cfg.query.maxRadiusMeters, maxLimit: cfg.query.maxLimit });
     registerWithinRoute(app, { log, verifier, reader, maxLimit: cfg.query.maxLimit });
     registerEntitiesRoute(app, { log, verifier, reader });
+    registerTrackRoute(app, { log, verifier, pg: d.pg });
+    registerCellStatsRoute(app, { log, verifier, pg: d.pg, ingestZoom: cfg.grid.ingestZoom });
     registerOpenApiRoute(app, { log, cfg });
     app.any('/*', route(log, (call) => ({ status: 404, body: errorBody('NOT_FOUND', `no route for ${call.method} ${call.url}`) })));
     return app;

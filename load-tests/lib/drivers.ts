@@ -60,7 +60,7 @@ export function localAddressFor(i: number, perAddress = 20_000): string {
 export interface OpenedDrivers { clients: DriverClient[]; vehicles: Vehicle[]; failed: number; firstError?: string }
 
 /** Opens `n` driver sockets with bounded concurrency; failures are counted, not thrown. */
-export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number }): Promise<OpenedDrivers> {
+export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number; indexOffset?: number }): Promise<OpenedDrivers> {
   const clients: DriverClient[] = [];
   const vehicles: Vehicle[] = [];
   let failed = 0;
@@ -70,7 +70,7 @@ export async function openDrivers(url: string, n: number, o: { prefix: string; e
   let lastLog = Date.now();
   const worker = async (): Promise<void> => {
     while (next < n && Date.now() < deadline) {
-      const i = next++;
+      const i = (o.indexOffset ?? 0) + next++;
       const id = `${o.prefix}-${i}`;
       try {
         const token = await benchToken(id, ['ingest']);
@@ -157,7 +157,7 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         if (o.batch === 1) { frame = v.next(wall, dtMs); o.onPing?.(i, frame); }
         else {
           const arr: Ping[] = new Array(o.batch);
-          for (let k = 0; k < o.batch; k++) { arr[k] = v.next(wall - (o.batch - 1 - k), dtMs); o.onPing?.(i, arr[k]!); }
+          for (let k = 0; k < o.batch; k++) { arr[k] = v.next(wall - (o.batch - 1 - k) * dtMs, dtMs); o.onPing?.(i, arr[k]!); }
           frame = arr;
         }
         const sentAt = performance.now();
@@ -170,7 +170,8 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
           for (const e of r.errors) { s.pingErrors++; s.errorCodes[e.code] = (s.errorCodes[e.code] ?? 0) + 1; }
         }, (err: unknown) => {
           s.frameFailures++;
-          const code = (err as Error).constructor?.name ?? 'Error';
+          const closeCode = (err as { close?: { code?: number } }).close?.code;
+          const code = closeCode !== undefined ? `socket closed ${closeCode}` : (err as Error).constructor?.name ?? 'Error';
           s.errorCodes[code] = (s.errorCodes[code] ?? 0) + 1;
         });
         inflight.add(p);

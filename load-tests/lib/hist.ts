@@ -23,6 +23,15 @@ export class Latency {
     return this.h.totalCount;
   }
 
+  /** Compressed base64 (HdrHistogram's own encoding), to ship a histogram from a child process. */
+  encode(): string {
+    return hdr.encodeIntoCompressedBase64(this.h);
+  }
+
+  addEncoded(b64: string): void {
+    if (b64) this.h.add(hdr.decodeFromCompressedBase64(b64, 32, false));
+  }
+
   reset(): void {
     this.h.reset();
   }

@@ -1,19 +1,26 @@
 /**
- * Connection scale: D driver sockets and M map clients on ONE gateway (drivers spread over
- * 127.0.0.x source addresses, 10,000 per address, so the ephemeral port range never runs out).
- * Memory per connection (per kind), then a light activity phase (each driver pings about every
- * 5 s, maps watch z14 tiles): ack and delivery latency at that size, and what broke first.
+ * Connection scale: D driver sockets and M map clients on ONE gateway. The clients live in
+ * several forked load-generator processes (lib/conn-worker.ts), because one process cannot hold
+ * more sockets than its open-files limit; drivers are spread over 127.0.0.x source addresses,
+ * 10,000 per address, so the ephemeral port range never runs out. Reports memory per
+ * connection (per kind), then a light activity phase (each driver pings about every 5 s, maps
+ * watch z14 tiles): ack and delivery latency at that size, and what broke first.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../../src/config/load.js';
 import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, scenarioPrefix, sleep } from '../lib/context.js';
-import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
-import { round } from '../lib/hist.js';
-import { closeViewers, openViewers, starved } from '../lib/maps.js';
+import type { WorkerCommand, WorkerReply } from '../lib/conn-worker.js';
+import { Vehicle } from '../lib/drivers.js';
+import { Latency, round } from '../lib/hist.js';
 import { MB, procSample, tryProcSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway } from '../lib/stack.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
+
+const PER_WORKER = 8000;
 
 function fdLimitOf(pid: number): number {
   try {
@@ -22,76 +29,121 @@ function fdLimitOf(pid: number): number {
   } catch { return 0; }
 }
 
+interface Gen { proc: ChildProcess; ask(c: WorkerCommand, timeoutMs: number): Promise<WorkerReply> }
+
+function forkGen(): Gen {
+  const proc = fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    proc,
+    ask(c, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => { proc.off('message', on); reject(new Error(`load generator: no answer to ${c.cmd} in ${timeoutMs} ms`)); }, timeoutMs);
+        const on = (r: WorkerReply): void => {
+          clearTimeout(t);
+          proc.off('message', on);
+          if (r.type === 'error') reject(new Error(r.message)); else resolve(r);
+        };
+        proc.on('message', on);
+        proc.send(c);
+      });
+    },
+  };
+}
+
 export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
   const D = o.scaleDrivers;
   const M = o.scaleMaps;
+  const W = Math.max(1, Math.ceil((D + M) / PER_WORKER));
   await cleanRedis(ctx.stack.redisUrl);
   const gw = await startBenchGateway({ stack: ctx.stack, keyPrefix: scenarioPrefix('scale') });
   const broke: string[] = [];
   const gwFd = fdLimitOf(gw.pid);
-  if (gwFd && gwFd < D + M + 100) broke.push(`gateway open-files limit ${gwFd} < ${D + M} connections`);
+  if (gwFd && gwFd < D + M + 100) broke.push(`gateway open-files limit ${gwFd} (hard limit, not raisable here) < ${D + M} connections + Redis/PostgreSQL sockets`);
+  const gens = Array.from({ length: W }, forkGen);
   try {
     await sleep(500);
     const base = procSample(gw.pid);
-    progress(`scale: ${D} drivers (gateway fd limit ${gwFd})`);
+    progress(`scale: ${D} drivers + ${M} maps over ${W} load-generator processes (gateway fd limit ${gwFd})`);
     const t0 = performance.now();
-    const drv = await openDrivers(gw.url, D, { prefix: 'sc', encoding: 'msgpack', concurrency: 200, perAddress: 10_000, deadlineMs: 180_000 });
+    const per = (total: number, i: number): number => Math.floor(total / W) + (i < total % W ? 1 : 0);
+    let offset = 0;
+    const drvReplies = await Promise.all(gens.map((g, i) => {
+      const n = per(D, i);
+      const cmd: WorkerCommand = { cmd: 'open-drivers', url: gw.url, drivers: n, driverOffset: offset, perAddress: 10_000, prefix: 'sc' };
+      offset += n;
+      return g.ask(cmd, 300_000);
+    }));
     const driversSecs = (performance.now() - t0) / 1000;
-    if (drv.failed) broke.push(`drivers: ${drv.failed} of ${D} failed to connect, first error: ${drv.firstError}`);
+    const drvOk = drvReplies.reduce((a, r) => a + (r.type === 'opened' ? r.ok : 0), 0);
+    const drvFailed = drvReplies.reduce((a, r) => a + (r.type === 'opened' ? r.failed : 0), 0);
+    const drvErr = drvReplies.map((r) => (r.type === 'opened' ? r.firstError : undefined)).find(Boolean);
+    if (drvFailed) broke.push(`drivers: ${drvFailed} of ${D} failed to connect (after ${drvOk} succeeded), first error: ${drvErr}`);
     await sleep(1000);
-    const afterDrivers = procSample(gw.pid);
-    progress(`scale: ${drv.clients.length} drivers connected in ${round(driversSecs, 1)} s; ${M} map clients`);
-    const tiles = Array.from({ length: M }, (_, j) => { const v = drv.vehicles[j % Math.max(1, drv.vehicles.length)]!; return tileKey(tileOf(v.lon, v.lat, 14)); });
+    const afterDrivers = tryProcSample(gw.pid);
+    progress(`scale: ${drvOk} drivers connected in ${round(driversSecs, 1)} s`);
+    const tiles = Array.from({ length: M }, (_, j) => { const v = new Vehicle(`t${j}`); return tileKey(tileOf(v.lon, v.lat, 14)); });
     const t1 = performance.now();
-    const vs = await openViewers([gw.url], tiles, { concurrency: 64, deadlineMs: 180_000 });
+    let k = 0;
+    const mapReplies = await Promise.all(gens.map((g, i) => { const n = per(M, i); const t = tiles.slice(k, k + n); k += n; return g.ask({ cmd: 'open-maps', url: gw.url, tiles: t }, 300_000); }));
     const mapsSecs = (performance.now() - t1) / 1000;
-    if (vs.failed) broke.push(`maps: ${vs.failed} of ${M} failed, first error: ${vs.firstError}`);
+    const mapOk = mapReplies.reduce((a, r) => a + (r.type === 'opened' ? r.ok : 0), 0);
+    const mapFailed = mapReplies.reduce((a, r) => a + (r.type === 'opened' ? r.failed : 0), 0);
+    const mapErr = mapReplies.map((r) => (r.type === 'opened' ? r.firstError : undefined)).find(Boolean);
+    if (mapFailed) broke.push(`maps: ${mapFailed} of ${M} failed (after ${mapOk} succeeded), first error: ${mapErr}`);
     await sleep(1000);
-    const afterMaps = procSample(gw.pid);
+    const afterMaps = tryProcSample(gw.pid);
+    if (!afterMaps) broke.push('gateway process exited while connecting');
     // Activity: every driver pings about every 5 s.
-    const rate = Math.max(1, Math.round(drv.clients.length / 5));
-    vs.measuring = true;
-    const s = await sendAtRate(drv.clients, drv.vehicles, { rate, batch: 1, seconds: Math.max(5, Math.min(o.duration, 30)), label: 'scale activity' });
-    await sleep(300);
-    vs.measuring = false;
+    const rate = Math.max(1, Math.round(drvOk / 5));
+    const secs = Math.max(5, Math.min(o.duration, 30));
+    const act = await Promise.all(gens.map((g) => g.ask({ cmd: 'activity', rate: Math.max(1, Math.round(rate / W)), seconds: secs }, (secs + 60) * 1000)));
     const end = tryProcSample(gw.pid);
-    if (!end) broke.push('gateway process exited');
-    const ack = s.ack.summary();
-    const delay = vs.delay.summary();
-    if (s.frameFailures) broke.push(`${s.frameFailures} frames failed (socket closed): ${JSON.stringify(s.errorCodes)}`);
-    if (ack.p99 >= 50) broke.push(`ack p99 ${ack.p99} ms >= 50 ms at this size`);
-    if (delay.count && delay.p99 >= 50) broke.push(`delivery p99 ${delay.p99} ms >= 50 ms at this size`);
-    const st = starved(vs.viewers);
-    await closeViewers(vs.viewers);
-    await closeDrivers(drv.clients);
-    const kbDriver = (afterDrivers.rssBytes - base.rssBytes) / 1024 / Math.max(1, drv.clients.length);
-    const kbMap = (afterMaps.rssBytes - afterDrivers.rssBytes) / 1024 / Math.max(1, vs.viewers.length);
+    if (!end && afterMaps) broke.push('gateway process exited during the activity phase');
+    const ack = new Latency();
+    const delay = new Latency();
+    let accepted = 0; let failures = 0; let updates = 0; let starvedN = 0;
+    const codes: Record<string, number> = {};
+    for (const r of act) {
+      if (r.type !== 'activity') continue;
+      ack.addEncoded(r.ack); delay.addEncoded(r.delay);
+      accepted += r.pingsAccepted; failures += r.frameFailures; updates += r.updates; starvedN += r.starved;
+      for (const [c, n] of Object.entries(r.errorCodes)) codes[c] = (codes[c] ?? 0) + n;
+    }
+    const a = ack.summary();
+    const d = delay.summary();
+    if (failures) broke.push(`${failures} frames failed (socket closed): ${JSON.stringify(codes)}`);
+    if (a.p99 >= 50) broke.push(`ack p99 ${a.p99} ms >= 50 ms at this size`);
+    if (d.count && d.p99 >= 50) broke.push(`delivery p99 ${d.p99} ms >= 50 ms at this size`);
+    await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
+    const kbDriver = afterDrivers ? (afterDrivers.rssBytes - base.rssBytes) / 1024 / Math.max(1, drvOk) : NaN;
+    const kbMap = afterDrivers && afterMaps ? (afterMaps.rssBytes - afterDrivers.rssBytes) / 1024 / Math.max(1, mapOk) : NaN;
     return {
       scenario: 'scale',
-      load: `${drv.clients.length}/${D} drivers + ${vs.viewers.length}/${M} map clients on one gateway; then ${rate} pings/s for ${round(s.seconds, 0)}s`,
-      latency: ack,
+      load: `${drvOk}/${D} drivers + ${mapOk}/${M} map clients on one gateway (${W} client processes); then ${rate} pings/s for ${secs}s`,
+      latency: a,
       latencyOf: 'ack latency during the activity phase (ms)',
-      throughput: { value: Math.round(drv.clients.length / driversSecs), unit: 'driver connects/s' },
-      cpu: { 'gateway cores (activity)': end ? round((end.cpuSeconds - afterMaps.cpuSeconds) / s.seconds, 2) : NaN },
+      throughput: { value: Math.round(drvOk / driversSecs), unit: 'driver connects/s' },
+      cpu: { 'gateway cores (activity)': end && afterMaps ? round((end.cpuSeconds - afterMaps.cpuSeconds) / secs, 2) : NaN },
       memory: {
-        'gateway RSS MB': round((end ?? afterMaps).rssBytes / MB, 1),
+        'gateway RSS MB': round(((end ?? afterMaps ?? afterDrivers)?.rssBytes ?? 0) / MB, 1),
         'KB/driver conn': round(kbDriver, 2),
         'KB/map conn': round(kbMap, 2),
       },
       targets: {
-        'all connected': { target: `${D + M}`, value: drv.clients.length + vs.viewers.length, ok: drv.clients.length + vs.viewers.length === D + M },
-        'ack p99': { target: '< 50 ms', value: ack.p99, ok: ack.p99 < 50 },
-        'delivery p99': { target: '< 50 ms', value: delay.p99, ok: delay.p99 < 50 },
+        'all connected': { target: `${D + M}`, value: drvOk + mapOk, ok: drvOk + mapOk === D + M },
+        'ack p99': { target: '< 50 ms', value: a.p99, ok: a.p99 < 50 },
+        'delivery p99': { target: '< 50 ms', value: d.p99, ok: d.p99 < 50 },
       },
       notes: [
-        `maps connected in ${round(mapsSecs, 1)} s; delivery p50/p99 ${delay.p50}/${delay.p99} ms over ${delay.count} updates; starved ${st.starved}`,
+        `maps connected in ${round(mapsSecs, 1)} s; ${accepted} pings accepted; delivery p50/p99 ${d.p50}/${d.p99} ms over ${updates} updates; starved ${starvedN}`,
         broke.length ? `what broke first: ${broke[0]}` : 'nothing broke',
         ...broke.slice(1),
       ],
-      extra: { delay, starved: st, broke, gatewayFdLimit: gwFd, driversSecs, mapsSecs },
+      extra: { delay: d, broke, gatewayFdLimit: gwFd, driversSecs, mapsSecs, workers: W, pingsAccepted: accepted, updates },
     };
   } finally {
+    for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();
     await gw.stop();
   }
 }

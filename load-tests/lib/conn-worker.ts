@@ -1,0 +1,59 @@
+/**
+ * A load-generator child process for the connection-scale scenario: one process cannot hold
+ * more sockets than its open-files limit, so the runner forks several of these. Commands over
+ * the IPC channel: open (driver sockets + map clients), activity (pings at a rate while the
+ * maps count updates; histograms come back HdrHistogram-encoded), close.
+ */
+import type { DriverClient } from '../../src/clients/driver-client.js';
+import { closeDrivers, openDrivers, sendAtRate, type Vehicle } from './drivers.js';
+import { closeViewers, openViewers, starved, type ViewerStats } from './maps.js';
+
+export type WorkerCommand =
+  | { cmd: 'open-drivers'; url: string; drivers: number; driverOffset: number; perAddress: number; prefix: string }
+  | { cmd: 'open-maps'; url: string; tiles: string[] }
+  | { cmd: 'activity'; rate: number; seconds: number }
+  | { cmd: 'close' };
+
+export type WorkerReply =
+  | { type: 'opened'; ok: number; failed: number; firstError?: string }
+  | { type: 'activity'; ack: string; delay: string; pingsAccepted: number; frameFailures: number; errorCodes: Record<string, number>; updates: number; seconds: number; starved: number }
+  | { type: 'closed' }
+  | { type: 'error'; message: string };
+
+let clients: DriverClient[] = [];
+let vehicles: Vehicle[] = [];
+let viewers: ViewerStats | undefined;
+
+const reply = (r: WorkerReply): void => { process.send?.(r); };
+
+process.on('message', (m: WorkerCommand) => {
+  void (async () => {
+    try {
+      if (m.cmd === 'open-drivers') {
+        const d = await openDrivers(m.url, m.drivers, { prefix: m.prefix, encoding: 'msgpack', concurrency: 100, perAddress: m.perAddress, deadlineMs: 240_000, indexOffset: m.driverOffset });
+        clients = d.clients;
+        vehicles = d.vehicles;
+        reply({ type: 'opened', ok: d.clients.length, failed: d.failed, ...(d.firstError ? { firstError: d.firstError } : {}) });
+      } else if (m.cmd === 'open-maps') {
+        viewers = await openViewers([m.url], m.tiles, { concurrency: 32, deadlineMs: 240_000 });
+        reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
+      } else if (m.cmd === 'activity') {
+        if (viewers) viewers.measuring = true;
+        const s = await sendAtRate(clients, vehicles, { rate: m.rate, batch: 1, seconds: m.seconds, label: `scale activity (pid ${process.pid})` });
+        await new Promise((r) => setTimeout(r, 300));
+        if (viewers) viewers.measuring = false;
+        reply({
+          type: 'activity', ack: s.ack.encode(), delay: viewers?.delay.encode() ?? '', pingsAccepted: s.pingsAccepted, frameFailures: s.frameFailures,
+          errorCodes: s.errorCodes, updates: viewers?.updates ?? 0, seconds: s.seconds, starved: viewers ? starved(viewers.viewers).starved : 0,
+        });
+      } else if (m.cmd === 'close') {
+        if (viewers) await closeViewers(viewers.viewers);
+        await closeDrivers(clients);
+        reply({ type: 'closed' });
+        process.disconnect?.();
+      }
+    } catch (err) {
+      reply({ type: 'error', message: (err as Error).message });
+    }
+  })();
+});

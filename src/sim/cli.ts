@@ -28,7 +28,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '42' },
     'offline-mean': { type: 'string', default: '300' },
     'offline-for': { type: 'string', default: '15-90' },
-    speedup: { type: 'string', default: '5' },
+    speedup: { type: 'string', default: '1' },
     encoding: { type: 'string', default: 'msgpack' },
     'data-dir': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -49,7 +49,7 @@ if (values.help) {
   --prefix P              entity id prefix (default: the city name)
   --offline-mean S        mean seconds online before the app drops (default 300, 0 = never)
   --offline-for A-B       seconds a drop lasts (default 15-90)
-  --speedup K             trace replay time compression (default 5)
+  --speedup K             trace replay time compression (default 1 = real time; >1 speeds buses up too)
   --encoding msgpack|json frames (default msgpack)
   --seed N                reproducible fleet (default 42)
   --data-dir DIR          data folder (default $SIM_DATA_DIR or <project>/../shared/data)

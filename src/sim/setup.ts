@@ -72,13 +72,23 @@ export function buildFleetEntities(o: SetupOptions): FleetSetup {
   if (wantTrace) {
     const traces = loadDublinTraces(join(o.dataDir, 'dublin-bus'));
     if (traces) {
-      const picked = traces.slice(0, o.vehicles);
-      const t0 = Math.min(...picked.map((t) => t.points[0]!.t));
       const now = Date.now();
-      const buses = picked.map((t) => new TraceVehicle(`${prefix}-bus-${t.vehicle}`, t, t0, o.speedup, now));
+      const buses = traces.slice(0, o.vehicles).map((t, i) => {
+        const interval = o.intervalMs[0] + ((o.intervalMs[1] - o.intervalMs[0]) * ((i * 37) % 100)) / 100;
+        return new TraceVehicle(`${prefix}-bus-${t.vehicle}`, t, o.speedup, now + (i % 20) * 150, interval);
+      });
+      // A finished bus restarts after its live entry expired (so the jump back is a new appearance).
+      const doneAt = new Map<TraceVehicle, number>();
       return {
         source: 'trace', area: 'dublin', attribution: DUBLIN_ATTRIBUTION, entities: buses,
-        onTick(n) { if (buses.every((b) => b.done)) for (const b of buses) b.restart(n); },
+        onTick(n) {
+          for (const b of buses) {
+            if (!b.done) continue;
+            const at = doneAt.get(b) ?? n;
+            doneAt.set(b, at);
+            if (n - at > 90_000) { doneAt.delete(b); b.restart(n); }
+          }
+        },
       };
     }
     if (o.source === 'trace') throw new Error(`--source trace: no ${join(o.dataDir, 'dublin-bus')} data`);

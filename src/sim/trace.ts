@@ -40,62 +40,72 @@ export function loadDublinTraces(dir: string): Trace[] | undefined {
   return out.sort((a, b) => b.points.length - a.points.length);
 }
 
-/** One bus replaying its trace. `t0` is the trace time that maps to `startWall`. */
+/**
+ * One bus replaying its own trace from its first report, in real time (`speedup` 1) or faster.
+ * Between two reports it pings every `intervalMs` at the interpolated position, so a 20 s
+ * report gap still gives a ping every few seconds. With speedup > 1 the implied speeds grow too
+ * (the gateway rejects implausible jumps), so keep it small.
+ */
 export class TraceVehicle {
   readonly kind = 'bus';
   status: 'on_trip' | 'available' = 'on_trip';
-  online = false;
+  online = true;
   speed = 0;
   seq = 0;
+  nextPingAt: number;
   private i = 0;
   private start: number;
+  private heading: number | undefined;
 
-  constructor(readonly id: string, private readonly trace: Trace, private readonly t0: number, private readonly speedup: number, startWall: number) {
+  constructor(readonly id: string, private readonly trace: Trace, private readonly speedup: number, startWall: number, private readonly intervalMs = 3000) {
     this.start = startWall;
+    this.nextPingAt = startWall;
   }
 
   private traceNow(now: number): number {
-    return this.t0 + (now - this.start) * this.speedup;
+    return this.trace.points[0]!.t + (now - this.start) * this.speedup;
   }
 
   step(now: number): void {
     const pts = this.trace.points;
     const tn = this.traceNow(now);
-    this.online = tn >= pts[0]!.t && this.i < pts.length;
+    while (this.i + 1 < pts.length && pts[this.i + 1]!.t <= tn) this.i++;
+    this.online = tn <= pts[pts.length - 1]!.t;
   }
 
   due(now: number): boolean {
-    return this.i < this.trace.points.length && this.traceNow(now) >= this.trace.points[this.i]!.t;
+    return this.online && now >= this.nextPingAt;
   }
 
-  /** True once every point was replayed. */
+  /** True once the whole trace was replayed. */
   get done(): boolean {
-    return this.i >= this.trace.points.length;
+    return !this.online;
   }
 
-  /** Starts the trace again from the beginning, `t0` mapped to `now`. */
+  /** Starts the trace again from its first report. */
   restart(now: number): void {
     this.i = 0;
     this.start = now;
+    this.nextPingAt = now;
+    this.online = true;
   }
 
   ping(now: number): Ping {
+    this.nextPingAt = now + this.intervalMs;
     const pts = this.trace.points;
-    // Skip reports that are already past (a slow tick): send the latest one due.
-    while (this.i + 1 < pts.length && this.traceNow(now) >= pts[this.i + 1]!.t) this.i++;
-    const p = pts[this.i]!;
-    const prev = this.i > 0 ? pts[this.i - 1] : undefined;
-    this.i++;
-    let heading: number | undefined;
-    if (prev) {
-      const d = haversineMeters(prev.lat, prev.lon, p.lat, p.lon);
-      this.speed = Math.min(30, d / Math.max(1, (p.t - prev.t) / 1000));
-      if (d > 3) heading = bearing(prev.lat, prev.lon, p.lat, p.lon);
-    }
-    this.status = p.atStop ? 'available' : 'on_trip';
+    const a = pts[this.i]!;
+    const b = pts[Math.min(this.i + 1, pts.length - 1)]!;
+    const span = b.t - a.t;
+    const f = span > 0 ? Math.min(1, Math.max(0, (this.traceNow(now) - a.t) / span)) : 0;
+    const lat = a.lat + (b.lat - a.lat) * f;
+    const lon = a.lon + (b.lon - a.lon) * f;
+    const d = haversineMeters(a.lat, a.lon, b.lat, b.lon);
+    this.speed = span > 0 ? Math.min(30, (d / (span / 1000)) * this.speedup) : 0;
+    if (d > 3) this.heading = bearing(a.lat, a.lon, b.lat, b.lon);
+    this.status = a.atStop && f < 0.5 ? 'available' : 'on_trip';
     return {
-      id: this.id, lat: p.lat, lon: p.lon, ts: now, seq: ++this.seq,
-      speed: Math.round(this.speed * 100) / 100, ...(heading !== undefined ? { heading } : {}),
+      id: this.id, lat: Math.round(lat * 1e7) / 1e7, lon: Math.round(lon * 1e7) / 1e7, ts: now, seq: ++this.seq,
+      speed: Math.round(this.speed * 100) / 100, ...(this.heading !== undefined ? { heading: this.heading } : {}),
       kind: this.kind, status: this.status, meta: { line: this.trace.line },
     };
   }

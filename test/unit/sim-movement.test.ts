@@ -118,19 +118,26 @@ test('fleet setup: falls back to a synthetic grid without data, unique ids, a mi
   assert.throws(() => buildFleetEntities({ city: 'atlantis', vehicles: 1, dataDir: '/nonexistent', seed: 1, intervalMs: [1000, 1000], meanOnlineSeconds: 0, offlineSeconds: [1, 1], speedup: 1 }), /unknown city/);
 });
 
-test('Dublin bus replay: sorted traces, real positions, time-compressed', { skip: hasDublin ? false : 'no Dublin data' }, () => {
+test('Dublin bus replay: sorted traces, real positions, a ping every interval between reports', { skip: hasDublin ? false : 'no Dublin data' }, () => {
   const traces = loadDublinTraces(join(dataDir, 'dublin-bus'))!;
   assert.ok(traces.length > 200, `traces: ${traces.length}`);
   for (const t of traces) for (let i = 1; i < t.points.length; i++) assert.ok(t.points[i]!.t > t.points[i - 1]!.t);
   const tr = traces[0]!;
-  const bus = new TraceVehicle('bus-1', tr, tr.points[0]!.t, 10, 0);
+  const bus = new TraceVehicle('bus-1', tr, 1, 0, 2000);
   const pings = [];
-  for (let now = 0; now <= 60_000; now += 200) {
+  for (let now = 0; now <= 120_000; now += 200) {
     bus.step(now);
     if (bus.due(now)) pings.push(bus.ping(now));
   }
-  const expected = tr.points.filter((p) => p.t - tr.points[0]!.t <= 600_000).length;
-  assert.ok(Math.abs(pings.length - expected) <= 1, `replayed ${pings.length}, expected ~${expected}`);
+  assert.ok(pings.length >= 59 && pings.length <= 61, `pings: ${pings.length}`);
   assert.equal(pings[0]!.lat, tr.points[0]!.lat);
   assert.ok(pings.every((p) => p.lat > 53 && p.lat < 54 && p.lon > -7 && p.lon < -6 && p.kind === 'bus'));
+  // Consecutive pings 2 s apart never imply more than 30 m/s (plausible for a bus in real time).
+  for (let i = 1; i < pings.length; i++) {
+    const d = haversineMeters(pings[i - 1]!.lat, pings[i - 1]!.lon, pings[i]!.lat, pings[i]!.lon);
+    assert.ok(d / 2 <= 30, `jump of ${d.toFixed(0)} m in 2 s`);
+  }
+  // Positions lie on the segments between reports: the first report after 20 s is reached.
+  const at = tr.points.find((p) => p.t - tr.points[0]!.t >= 20_000)!;
+  assert.ok(pings.some((p) => haversineMeters(p.lat, p.lon, at.lat, at.lon) < 200));
 });

@@ -27,6 +27,10 @@ export interface FleetStats {
   acked: number;
   rejected: number;
   skipped: number;
+  /** Successful connections (first ones and reconnections after an offline spell). */
+  connects: number;
+  /** Sockets closed by the simulator because the vehicle went offline. */
+  offlineCloses: number;
   connectFailures: number;
   drops: number;
 }
@@ -66,7 +70,7 @@ export function createFleet(d: FleetDeps): Fleet {
   const tickMs = d.tickMs ?? 200;
   const maxInFlight = d.maxInFlight ?? 4;
   const slots: Slot[] = d.entities.map((e) => ({ e, retryAt: 0, failures: 0 }));
-  const counts = { sent: 0, acked: 0, rejected: 0, skipped: 0, connectFailures: 0, drops: 0 };
+  const counts = { sent: 0, acked: 0, rejected: 0, skipped: 0, connects: 0, offlineCloses: 0, connectFailures: 0, drops: 0 };
   let timer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> | undefined;
   let running = false;
@@ -78,6 +82,7 @@ export function createFleet(d: FleetDeps): Fleet {
         if (!running || !s.e.online) { await client.close(); return; }
         s.client = client;
         s.failures = 0;
+        counts.connects++;
         void client.closed.then((info) => {
           if (s.client !== client) return;
           s.client = undefined;
@@ -114,7 +119,7 @@ export function createFleet(d: FleetDeps): Fleet {
     for (const s of slots) {
       s.e.step(now);
       if (!s.e.online) {
-        if (s.client) { const c = s.client; s.client = undefined; void c.close(1000, 'offline'); }
+        if (s.client) { const c = s.client; s.client = undefined; counts.offlineCloses++; void c.close(1000, 'offline'); }
         continue;
       }
       if (!s.client) {

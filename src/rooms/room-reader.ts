@@ -32,6 +32,9 @@ export function toUpdate(p: Pick<AcceptedPing, 'id' | 'lat' | 'lon' | 'ts' | 'sp
   return u;
 }
 
+/** Up to this many cells are listed directly; beyond, the active-cell set is scanned. */
+const MAX_LISTED_CELLS = 256;
+
 const inside = (t: Tile, parent: Tile): boolean => {
   const a = ancestor(t, parent.z);
   return a.x === parent.x && a.y === parent.y;
@@ -40,20 +43,39 @@ const inside = (t: Tile, parent: Tile): boolean => {
 export function createRoomReader(redis: Redis, keys: Keys, opts: RoomReaderOptions): RoomReader {
   const cutoff = (): number => Date.now() - opts.entityTtlSeconds * 1000;
 
-  /** Ingest cells of a tenant that may hold live entities inside `tile`. */
-  async function cellsOf(tenant: string, tile: Tile): Promise<Tile[]> {
-    if (tile.z >= opts.ingestZoom) return [ancestor(tile, opts.ingestZoom)];
-    // A low-zoom tile covers up to 4^(ingestZoom - z) cells: only look at recently active ones.
-    const members = await redis.zrangebyscore(keys.activeCells, cutoff(), '+inf');
-    const out: Tile[] = [];
+  /**
+   * Ingest cells of a tenant that may hold live entities inside any of `tiles`. A tile at or
+   * above the ingest zoom lies in one cell; a lower tile covers 4^(ingestZoom - z) cells: few
+   * are listed directly, many are found among the recently active cells.
+   */
+  async function cellsIn(tenant: string, tiles: readonly Tile[], min = cutoff()): Promise<Tile[]> {
+    const out = new Map<string, Tile>();
+    let children = 0;
+    for (const t of tiles) children += t.z >= opts.ingestZoom ? 1 : 4 ** (opts.ingestZoom - t.z);
+    if (children <= MAX_LISTED_CELLS) {
+      for (const t of tiles) {
+        if (t.z >= opts.ingestZoom) {
+          const c = ancestor(t, opts.ingestZoom);
+          out.set(tileKey(c), c);
+          continue;
+        }
+        const k = 2 ** (opts.ingestZoom - t.z);
+        for (let x = t.x * k; x < (t.x + 1) * k; x++) {
+          for (let y = t.y * k; y < (t.y + 1) * k; y++) out.set(`${opts.ingestZoom}/${x}/${y}`, { z: opts.ingestZoom, x, y });
+        }
+      }
+      return [...out.values()];
+    }
+    const members = await redis.zrangebyscore(keys.activeCells, min, '+inf');
     for (const m of members) {
       const { tenant: t, cell } = parseCellMember(m);
       if (t !== tenant) continue;
       const c = parseTile(cell);
-      if (c && c.z === opts.ingestZoom && inside(c, tile)) out.push(c);
+      if (c && c.z === opts.ingestZoom && tiles.some((tile) => inside(c, tile))) out.set(cell, c);
     }
-    return out;
+    return [...out.values()];
   }
+  const cellsOf = (tenant: string, tile: Tile): Promise<Tile[]> => cellsIn(tenant, [tile]);
 
   async function liveIds(tenant: string, cells: Tile[]): Promise<string[]> {
     if (cells.length === 0) return [];
@@ -119,14 +141,7 @@ export function createRoomReader(redis: Redis, keys: Keys, opts: RoomReaderOptio
       if (tiles.length === 0) return result;
       const ts = Date.now();
       const min = ts - opts.entityTtlSeconds * 1000;
-      const members = await redis.zrangebyscore(keys.activeCells, min, '+inf');
-      const cells: Tile[] = [];
-      for (const m of members) {
-        const { tenant: t, cell } = parseCellMember(m);
-        if (t !== tenant) continue;
-        const c = parseTile(cell);
-        if (c && c.z === opts.ingestZoom && tiles.some((tile) => inside(c, tile))) cells.push(c);
-      }
+      const cells = await cellsIn(tenant, tiles, min);
       const counts: number[] = [];
       if (cells.length > 0) {
         const pipe = redis.pipeline();

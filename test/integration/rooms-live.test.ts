@@ -49,8 +49,8 @@ async function map(gw: Gw, sub = 'map', scopes: ('subscribe' | 'admin' | 'query'
   return m;
 }
 
-async function driver(gw: Gw, id: string): Promise<DriverClient> {
-  const d = await DriverClient.connect(gw.url, await token(id, ['ingest']));
+async function driver(gw: Gw, id: string, tenant = 'acme'): Promise<DriverClient> {
+  const d = await DriverClient.connect(gw.url, await token(id, ['ingest'], tenant));
   open.push({ close: () => d.close() });
   return d;
 }
@@ -198,28 +198,33 @@ test('snapshot + deltas converge to the live state in Redis (and /v1/within when
 });
 
 test('below the aggregate zoom a tile gets counts per sub-tile that match the live entities', async () => {
-  const tile = cellOf(-9.14, 38.72, 9); // around Lisbon: a z9 tile no other test touches
+  const tile = cellOf(-9.14, 38.72, 9); // around Lisbon, own tenant: nothing else counts here
+  const wide = cellOf(-9.14, 38.72, 5); // 4^8 cells: found through the active-cell set
   const [lon, lat] = centerOf(tile);
   const ids = ['ag-1', 'ag-2', 'ag-3'];
-  const drivers = await Promise.all(ids.map((id) => driver(A, id)));
+  const drivers = await Promise.all(ids.map((id) => driver(A, id, 'lisbon')));
   const now = Date.now();
   await Promise.all(drivers.map((d, i) => d.send({ id: ids[i], lat: lat + i * 0.05, lon: lon + i * 0.05, ts: now, seq: 1 })));
-  const m = await map(B, 'map-agg');
-  const aggs: TileAggregate[] = [];
-  m.on('aggregates', (t, a) => { if (t === tile) aggs.push(a); });
+  const m = await map(B, 'map-agg', ['subscribe'], 'lisbon');
+  const aggs = new Map<string, TileAggregate[]>([[tile, []], [wide, []]]);
+  m.on('aggregates', (t, a) => aggs.get(t)?.push(a));
   const vehicles: unknown[] = [];
-  m.on('update', (t, u) => { if (t === tile) vehicles.push(u); });
-  const ack = await m.subscribeTiles([tile]);
-  assert.deepEqual(ack, { ok: true, tiles: [tile], aggregated: [tile] });
-  const first = await until(() => aggs[0], 3000, 'aggregates');
+  m.on('update', (t, u) => vehicles.push(t, u));
+  const ack = await m.subscribeTiles([tile, wide]);
+  assert.deepEqual(ack, { ok: true, tiles: [tile, wide], aggregated: [tile, wide] });
+  const first = await until(() => aggs.get(tile)![0], 3000, 'aggregates');
   assert.equal(first.total, 3);
   assert.equal(first.z, 12);
   assert.equal(first.cells.reduce((s, c) => s + c[2], 0), 3);
   for (const [x, y] of first.cells) assert.equal(tileKey({ z: 9, x: x >> 3, y: y >> 3 }), tile);
+  const w = await until(() => aggs.get(wide)![0], 3000, 'wide aggregates');
+  assert.equal(w.total, 3);
+  assert.equal(w.z, 8);
   // Refreshed: a fourth entity shows up in a later frame.
-  const d4 = await driver(B, 'ag-4');
+  const d4 = await driver(B, 'ag-4', 'lisbon');
   await d4.send({ id: 'ag-4', lat: lat - 0.02, lon: lon - 0.02, ts: Date.now(), seq: 1 });
-  const later = await until(() => aggs.find((a) => a.total === 4), 3000, 'refreshed aggregates');
+  const later = await until(() => aggs.get(tile)!.find((a) => a.total === 4), 3000, 'refreshed aggregates');
   assert.equal(later.cells.reduce((s, c) => s + c[2], 0), 4);
+  await until(() => aggs.get(wide)!.find((a) => a.total === 4), 3000, 'refreshed wide aggregates');
   assert.deepEqual(vehicles, [], 'no per-vehicle updates below the aggregate zoom');
 });

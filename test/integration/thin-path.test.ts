@@ -50,7 +50,7 @@ test('a ping reaches a tile subscriber, /v1/nearby and PostGIS', async () => {
   assert.ok(Math.abs(updates[0]!.lat - lat) < 1e-9);
 
   const ack = await waitFor(() => frames.find((f) => f.type === 'ack'));
-  assert.deepEqual(ack, { type: 'ack', seq: 1, count: 1 });
+  assert.deepEqual(ack, { type: 'ack', seq: 1, count: 1, frame: 1 });
 
   const res = await fetch(`${gateway.url}/v1/nearby?lat=${lat}&lon=${lon + 0.001}&radius=500`, { headers: { authorization: `Bearer ${await token('dispatch', ['query'])}` } });
   assert.equal(res.status, 200);

@@ -78,7 +78,7 @@ after(async () => {
 /** Runs `fn(window.__geoflux)` in the page (the function's source is sent, so it must be self-contained). */
 const dbg = <T>(fn: (d: Debug) => T): Promise<T> => page.evaluate(`(${fn.toString()})(window.__geoflux)`) as Promise<T>;
 
-test('vehicles appear on the map and move smoothly, with the offline base map', { skip }, async () => {
+test('vehicles appear on the map and move smoothly, with the offline base map', { skip }, async (t) => {
   await page.goto(`${gateway.url}/?zoom=14&center=41.1579,-8.6291`);
   await page.waitForFunction(() => window.__geoflux?.ready && window.__geoflux.vehicleCount() >= 10, null, { timeout: 20_000 });
   const first = await page.evaluate(() => window.__geoflux.positions());
@@ -105,6 +105,8 @@ test('vehicles appear on the map and move smoothly, with the offline base map', 
   const live = Number(await page.evaluate(() => document.getElementById('f-live')!.textContent));
   assert.ok(live >= 50 && live <= 60, `entities live ${live}`);
   await page.screenshot({ path: join(OUT, 'map-browser-porto.png') });
+  const figures = await page.evaluate(() => ['f-pps', 'f-live', 'f-delay', 'f-lag', 'v-delay', 'v-ups'].map((id) => `${id}=${document.getElementById(id)!.textContent}`).join(' '));
+  t.diagnostic(`panel: ${figures}`);
 });
 
 test('click: vehicle details; click the map: nearest vehicles highlighted', { skip }, async () => {

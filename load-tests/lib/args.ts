@@ -42,7 +42,7 @@ export interface BenchOptions {
 export const HELP = `npm run bench -- [options]
 
   --scenario <name[,name]>  ${SCENARIOS.join(', ')}, or or 'all' (default: all)
-  --duration <s>            measured seconds per scenario            (smoke: 8)
+  --duration <s>            measured seconds per scenario            (smoke: 6, --full: 60)
   --rate <n>                offered pings/s (ingest, persistence) or requests/s (nearby)
   --drivers <n>             driver sockets for ingest / fanout
   --batch <n>               pings per frame in batched ingest        (default 25)
@@ -92,7 +92,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
   if (!['window', 'raw', 'both'].includes(mode)) throw new Error(`--persist-mode: window | raw | both`);
   return {
     scenarios,
-    duration: num(values.duration, full ? 60 : 8),
+    duration: num(values.duration, full ? 60 : 6),
     rate: num(values.rate, 0),
     drivers: num(values.drivers, 0),
     batch: Math.max(1, num(values.batch, 25)),

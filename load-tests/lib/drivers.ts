@@ -80,7 +80,7 @@ export async function openDrivers(url: string, n: number, o: { prefix: string; e
       } catch (err) {
         failed++;
         firstError ??= (err as Error).message;
-        if (failed > Math.max(50, n * 0.05)) { next = n; }
+        if (failed > Math.min(50, Math.max(5, n * 0.05))) { next = n; }
       }
       if (Date.now() - lastLog > 3000) { lastLog = Date.now(); progress(`  connected ${clients.length}/${n} (${failed} failed)`); }
     }

@@ -19,7 +19,7 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
       const i = next++;
       try {
         const token = await benchToken(`viewer-${i}`, ['subscribe']);
-        const client = await MapClient.connect(urls[i % urls.length]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 20_000, ackTimeoutMs: 20_000 });
+        const client = await MapClient.connect(urls[i % urls.length]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
         const v: Viewer = { client, tile: tiles[i]!, updates: 0, frames: 0 };
         client.on('update', (_tile, updates, receivedAt) => {
           if (!st.measuring) return;
@@ -35,7 +35,7 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
       } catch (err) {
         st.failed++;
         st.firstError ??= (err as Error).message;
-        if (st.failed > Math.max(50, tiles.length * 0.05)) next = tiles.length;
+        if (st.failed > Math.min(50, Math.max(5, tiles.length * 0.05))) next = tiles.length;
       }
       if (Date.now() - lastLog > 3000) { lastLog = Date.now(); progress(`  viewers ${st.viewers.length}/${tiles.length} (${st.failed} failed)`); }
     }

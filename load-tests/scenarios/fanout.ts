@@ -57,6 +57,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       latency: lat,
       latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
       throughput: { value: Math.round(vs.updates / secs), unit: 'entity updates/s delivered' },
+      ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round(vs.frames / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
       cpu: {
         'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, vs.updates), 2),
         'gateways cores': round(gwCpu / secs, 2),

@@ -100,7 +100,7 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
     // until it has persisted everything: the worker's own rate, not the offered one (flush
     // interval 1 s here, so waiting for the first flush costs little).
     for (const w of ws.splice(0)) await w.stop();
-    const backlog = o.smoke ? 40_000 : 300_000;
+    const backlog = o.smoke ? 20_000 : 300_000;
     progress(`persistence (${mode}): drain phase, backlog ${backlog} pings`);
     const rowsBefore = rows;
     const b = await sendAtRate(opened.clients, opened.vehicles, {

@@ -113,6 +113,8 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     const a = ack.summary();
     const d = delay.summary();
     if (failures) broke.push(`${failures} frames failed (socket closed): ${JSON.stringify(codes)}`);
+    const sentApprox = rate * secs;
+    if (accepted < sentApprox * 0.9) broke.push(`only ${accepted} of ~${sentApprox} pings accepted during the activity phase: ${JSON.stringify(codes)}`);
     if (a.p99 >= 50) broke.push(`ack p99 ${a.p99} ms >= 50 ms at this size`);
     if (d.count && d.p99 >= 50) broke.push(`delivery p99 ${d.p99} ms >= 50 ms at this size`);
     await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
@@ -128,7 +130,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       memory: {
         'gateway RSS MB': round(((end ?? afterMaps ?? afterDrivers)?.rssBytes ?? 0) / MB, 1),
         'KB/driver conn': round(kbDriver, 2),
-        'KB/map conn': round(kbMap, 2),
+        'KB/map conn': mapOk > 0 ? round(kbMap, 2) : NaN,
       },
       targets: {
         'all connected': { target: `${D + M}`, value: drvOk + mapOk, ok: drvOk + mapOk === D + M },
@@ -137,10 +139,11 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       },
       notes: [
         `maps connected in ${round(mapsSecs, 1)} s; ${accepted} pings accepted; delivery p50/p99 ${d.p50}/${d.p99} ms over ${updates} updates; starved ${starvedN}`,
+        ...(Object.keys(codes).length ? [`activity errors: ${JSON.stringify(codes)}`] : []),
         broke.length ? `what broke first: ${broke[0]}` : 'nothing broke',
         ...broke.slice(1),
       ],
-      extra: { delay: d, broke, gatewayFdLimit: gwFd, driversSecs, mapsSecs, workers: W, pingsAccepted: accepted, updates },
+      extra: { delay: d, errorCodes: codes, broke, gatewayFdLimit: gwFd, driversSecs, mapsSecs, workers: W, pingsAccepted: accepted, updates },
     };
   } finally {
     for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();

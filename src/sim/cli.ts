@@ -106,7 +106,7 @@ await runProcess({
       lastSent = s.sent; lastAt = now;
       const secs = Math.round((now - started) / 1000);
       if (tty) {
-        process.stderr.write(`\r[sim] ${secs}s  vehicles ${s.online}/${s.vehicles} online (${s.connected} connected, ${s.onTrip} on trip)  pings ${s.sent} sent ${s.acked} acked ${rate.toFixed(1)}/s  rejected ${s.rejected} skipped ${s.skipped} drops ${s.drops}   `);
+        process.stderr.write(`\r[sim] ${secs}s  vehicles ${s.online}/${s.vehicles} online (${s.connected} connected, ${s.onTrip} on trip)  pings sent ${s.sent} · acked ${s.acked} · ${rate.toFixed(1)}/s  rejected ${s.rejected}  skipped ${s.skipped}  drops ${s.drops}   `);
       } else if (now - lastLog >= 10_000) {
         lastLog = now;
         log.info({ ...s, rate: Math.round(rate * 10) / 10, elapsedS: secs }, 'simulator progress');

@@ -82,7 +82,7 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
 }
 
 function withRef(e: PingError, r: { id?: unknown; seq?: unknown } | null): PingError {
-  if (typeof r?.id === 'string') e.id = r.id;
-  if (typeof r?.seq === 'number') e.seq = r.seq;
+  if (typeof r?.id === 'string') e.id = r.id.slice(0, 64);
+  if (typeof r?.seq === 'number' && Number.isFinite(r.seq)) e.seq = r.seq;
   return e;
 }

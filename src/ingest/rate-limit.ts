@@ -1,6 +1,7 @@
 /**
  * Token bucket per connection: `rate` tokens per second up to `burst`. A ping takes one token;
- * pings without a token are refused (RATE_LIMITED) and add to a debt that drains at `rate`.
+ * pings without a token are refused (RATE_LIMITED) and add to a debt that decays at `rate`
+ * (independently of the refill).
  * Debt above `abuseDebt` means sustained abuse: the caller closes the connection (4029).
  */
 export class TokenBucket {
@@ -17,12 +18,8 @@ export class TokenBucket {
     const dt = (now - this.last) / 1000;
     if (dt <= 0) return;
     this.last = now;
-    let add = dt * this.rate;
-    if (this.debt > 0) {
-      const pay = Math.min(this.debt, add);
-      this.debt -= pay;
-      add -= pay;
-    }
+    const add = dt * this.rate;
+    this.debt = Math.max(0, this.debt - add);
     this.tokens = Math.min(this.burst, this.tokens + add);
   }
 

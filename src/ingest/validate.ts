@@ -19,8 +19,9 @@ const COORD_FIELDS = new Set(['lat', 'lon']);
 export function validatePing(raw: unknown, who: Principal, now: number, limits: ValidationLimits): Validated {
   const parsed = pingSchema.safeParse(raw);
   const r = raw as { id?: unknown; seq?: unknown } | null;
-  const id = typeof r?.id === 'string' ? r.id : undefined;
-  const seq = typeof r?.seq === 'number' ? r.seq : undefined;
+  // Echo only what identifies the ping (bounded: an error frame must not amplify a bad input).
+  const id = typeof r?.id === 'string' ? r.id.slice(0, 64) : undefined;
+  const seq = typeof r?.seq === 'number' && Number.isFinite(r.seq) ? r.seq : undefined;
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const field = String(issue.path[0] ?? '');

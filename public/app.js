@@ -126,12 +126,33 @@ let trackLayer = null;
 
 function colorOf(status) { return STATUS_COLORS[status] || OTHER_COLOR; }
 
+/** A circle marker with a small nose pointing along the vehicle's heading (canvas renderer). */
+const VehicleMarker = L.CircleMarker.extend({
+  _updatePath() {
+    const r = this._renderer;
+    const h = this.options.heading;
+    if (r && r._drawing && r._ctx && typeof h === 'number' && this.options.moving && !this._empty()) {
+      const ctx = r._ctx, p = this._point, rad = this._radius;
+      const a = ((h - 90) * Math.PI) / 180; // clockwise from north; canvas y points down
+      const at = (d, da) => [p.x + Math.cos(a + da) * d, p.y + Math.sin(a + da) * d];
+      const tip = at(rad + 6, 0), left = at(rad, -0.75), right = at(rad, 0.75);
+      ctx.beginPath();
+      ctx.moveTo(tip[0], tip[1]); ctx.lineTo(left[0], left[1]); ctx.lineTo(right[0], right[1]); ctx.closePath();
+      ctx.globalAlpha = 0.95;
+      ctx.fillStyle = this.options.fillColor;
+      ctx.fill();
+    }
+    L.CircleMarker.prototype._updatePath.call(this);
+  },
+});
+
 function upsert(tile, u, animate) {
   let v = vehicles.get(u.id);
   const now = performance.now();
   const to = L.latLng(u.lat, u.lon);
   if (!v) {
-    const marker = L.circleMarker(to, {
+    const marker = new VehicleMarker(to, {
+      heading: u.heading, moving: (u.speed || 0) > 0.5,
       renderer, radius: KIND_RADIUS[u.kind] || 6, color: '#ffffff', weight: 1.5, fillColor: colorOf(u.status), fillOpacity: 0.95, bubblingMouseEvents: false,
     }).addTo(map);
     marker.on('click', () => select(u.id));
@@ -150,6 +171,8 @@ function upsert(tile, u, animate) {
       v.trail.push([u.lat, u.lon]);
       if (v.trail.length > 120) v.trail.shift();
     }
+    v.marker.options.heading = u.heading;
+    v.marker.options.moving = (u.speed || 0) > 0.5;
     if (v.data.status !== u.status) v.marker.setStyle({ fillColor: colorOf(u.status) });
     v.data = u;
     v.seen = Date.now();

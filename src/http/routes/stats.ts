@@ -114,7 +114,10 @@ export function registerStatsRoute(app: TemplatedApp, d: StatsDeps): void {
     const now = Date.now();
     const m = await sampleMetrics();
     const cur: Sample = { at: now, pings: m.pings ?? 0, delaySum: m.delaySum, delayCount: m.delayCount };
+    // Keep the oldest sample within the window as the baseline; a baseline older than 1.5 windows
+    // (nobody polled for a while) would average over a stale period, so it is dropped.
     while (samples.length > 1 && now - samples[1]!.at >= WINDOW_MS) samples.shift();
+    if (samples.length > 0 && now - samples[0]!.at > WINDOW_MS * 1.5) samples.length = 0;
     const old = samples[0];
     samples.push(cur);
     if (samples.length > 200) samples.splice(0, samples.length - 200);

@@ -144,7 +144,10 @@ export function createLiveReader(redis: Redis, keys: Keys, opts: LiveReaderOptio
     async nearby(q) {
       const tiles = tilesInBBox(circleBBox(q.lat, q.lon, q.radius), opts.ingestZoom, opts.maxCells);
       if (!tiles) throw new TooManyCellsError(opts.maxCells);
-      const list = await candidates(q.tenant, tiles, ['radius', q.lon, q.lat, q.radius]);
+      // Redis GEOSEARCH FROMLONLAT 180 misses members just east of the antimeridian (-179.99…);
+      // -180 is the same meridian and finds both sides.
+      const lon = q.lon === 180 ? -180 : q.lon;
+      const list = await candidates(q.tenant, tiles, ['radius', lon, q.lat, q.radius]);
       list.sort((a, b) => a.distance - b.distance);
       const { hits } = await confirm(q.tenant, list, q.limit, q);
       // Position and distance from the GEO set (52-bit geohash precision, as Redis answers).

@@ -14,7 +14,11 @@ export interface CellKeys {
 
 export interface Keys {
   cell(tenant: string, cell: string): CellKeys;
-  /** Latest state of an entity (expires after the liveness TTL). */
+  /**
+   * Latest state of an entity (expires after the liveness TTL). Entity keys share the hash tag
+   * `{tenant:eNN}` of their bucket (entityBucket), so one script may update every entity of a
+   * bucket in one call and stay legal in Redis Cluster.
+   */
   entity(tenant: string, id: string): string;
   /** Sorted set of cells that received pings: member `tenant|z/x/y`, score = last ping ms. */
   activeCells: string;
@@ -28,6 +32,19 @@ export interface Keys {
   workerStatus(instance: string): string;
   /** Pattern matching every workerStatus key (SCAN MATCH). */
   workerStatusPattern: string;
+}
+
+/** Entity buckets per tenant (hash tags of entity keys). */
+export const ENTITY_BUCKETS = 64;
+
+/** The bucket of an entity id: FNV-1a of its characters modulo ENTITY_BUCKETS. */
+export function entityBucket(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % ENTITY_BUCKETS;
 }
 
 export function cellMember(tenant: string, cell: string): string {
@@ -45,7 +62,7 @@ export function createKeys(prefix: string): Keys {
       const tag = `${prefix}c:{${tenant}:${cell}}`;
       return { geo: `${tag}:geo`, seen: `${tag}:seen`, stream: `${tag}:xs` };
     },
-    entity: (tenant, id) => `${prefix}e:${tenant}:${id}`,
+    entity: (tenant, id) => `${prefix}e:{${tenant}:e${entityBucket(id)}}:${id}`,
     activeCells: `${prefix}cells`,
     deadLetters: `${prefix}deadletters`,
     activeRooms: `${prefix}rooms`,

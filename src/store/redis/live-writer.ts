@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { AcceptedPing } from '../../protocol/ping.js';
 import type { LiveMove, LivePosition } from '../../protocol/live.js';
-import { cellMember, type Keys } from './keys.js';
+import { cellMember, entityBucket, type Keys } from './keys.js';
 import { encodeAccepted, STREAM_FIELD } from './codec.js';
 import { scriptPipeline } from './scripts/index.js';
 
@@ -30,7 +30,7 @@ export interface WriteResult {
   moves: LiveMove[];
 }
 
-/** Writes accepted pings to Redis: per-entity state (own slot), then per-cell GEO/seen/stream. */
+/** Writes accepted pings to Redis: per-entity state (per key bucket), then per-cell GEO/seen/stream. */
 export interface LiveWriter {
   /** Resolves once Redis confirmed every write of the batch (two pipelined round trips). */
   write(pings: readonly AcceptedPing[]): Promise<WriteResult>;
@@ -52,7 +52,7 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
   return {
     async write(pings) {
       if (pings.length === 0) return { outcomes: [], moves: [] };
-      // 1. Per entity (its own slot): one script call decides every ping of the entity.
+      // 1. Per entity bucket (one hash tag): one script call decides every ping of its entities.
       const byEntity = new Map<string, number[]>();
       pings.forEach((p, i) => {
         const k = `${p.tenant}\u0000${p.id}`;
@@ -61,17 +61,37 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
         list.push(i);
       });
       const packed = pings.map((p) => encodeAccepted(p));
-      const pipe1 = scriptPipeline(redis);
+      const byBucket = new Map<string, number[][]>();
       for (const idx of byEntity.values()) {
         const first = pings[idx[0]!]!;
-        const args: (string | number | Buffer)[] = [ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, idx.length];
-        for (const i of idx) {
-          const p = pings[i]!;
-          args.push(p.ts, p.seq ?? '', p.lat, p.lon, p.cell, p.rx, packed[i]!);
+        const b = `${first.tenant}\u0000${entityBucket(first.id)}`;
+        let list = byBucket.get(b);
+        if (!list) byBucket.set(b, (list = []));
+        list.push(idx);
+      }
+      const pipe1 = scriptPipeline(redis);
+      const order: number[][] = [];
+      for (const group of byBucket.values()) {
+        const ks: string[] = [];
+        const args: (string | number | Buffer)[] = [ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters];
+        for (const idx of group) {
+          const first = pings[idx[0]!]!;
+          ks.push(keys.entity(first.tenant, first.id));
+          args.push(idx.length);
+          for (const i of idx) {
+            const p = pings[i]!;
+            args.push(p.ts, p.seq ?? '', p.lat, p.lon, p.cell, p.rx, packed[i]!);
+          }
+          order.push(idx);
         }
-        pipe1.entityAdvance(keys.entity(first.tenant, first.id), ...args);
+        pipe1.entityAdvance(ks.length, ...ks, ...args);
       }
       const r1 = await pipe1.exec();
+      const rows: (string | number)[][] = [];
+      for (const [err, res] of r1 ?? []) {
+        if (err) throw err;
+        for (const row of res as (string | number)[][]) rows.push(row);
+      }
       const outcomes: Outcome[] = new Array<Outcome>(pings.length);
       const moves: LiveMove[] = [];
       // 2. Per cell (one hash tag each): live-state add/remove and history, in ping order.
@@ -82,11 +102,9 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
         if (!c) cellOps.set(k, (c = { tenant, cell, ops: [] }));
         return c.ops;
       };
-      let e = 0;
-      for (const idx of byEntity.values()) {
-        const [err, res] = r1![e++]!;
-        if (err) throw err;
-        const row = res as (string | number)[];
+      for (let e = 0; e < order.length; e++) {
+        const idx = order[e]!;
+        const row = rows[e]!;
         const prevCell = String(row[0]);
         let prev: { lat: number; lon: number } | undefined = row[1] !== '' ? { lat: Number(row[1]), lon: Number(row[2]) } : undefined;
         let last: AcceptedPing | undefined;

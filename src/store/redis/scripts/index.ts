@@ -4,12 +4,13 @@ import type { Redis } from 'ioredis';
 import { projectRoot } from '../../../config/load.js';
 
 /**
- * Server-side scripts, one Lua file each, named with their key count (BullMQ style). They are
+ * Server-side scripts, one Lua file each, named with their key count (BullMQ style; `-n`: a
+ * variable count, passed first). They are
  * read from src/ at run time (tsc does not copy them) and registered on a client with
  * `defineCommand`, so ioredis uses EVALSHA with an EVAL fallback, also inside pipelines.
  */
 export const SCRIPTS = {
-  entityAdvance: 'entity-advance-1.lua',
+  entityAdvance: 'entity-advance-n.lua',
   cellWrite: 'cell-write-3.lua',
   cellSweep: 'cell-sweep-2.lua',
   cellLive: 'cell-live-2.lua',
@@ -30,13 +31,14 @@ export function scriptSource(name: ScriptName): string {
 
 type Arg = string | number | Buffer;
 export interface ScriptCommands {
-  entityAdvance(key: string, ...args: Arg[]): Promise<unknown>;
+  /** numKeys, then the keys, then the arguments. */
+  entityAdvance(numKeys: number, ...keysAndArgs: Arg[]): Promise<unknown>;
   cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): Promise<unknown>;
   cellSweep(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
   cellLive(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
 }
 export type ScriptPipeline = {
-  entityAdvance(key: string, ...args: Arg[]): ScriptPipeline;
+  entityAdvance(numKeys: number, ...keysAndArgs: Arg[]): ScriptPipeline;
   cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): ScriptPipeline;
   cellSweep(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
   cellLive(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
@@ -51,8 +53,8 @@ const defined = new WeakSet<Redis>();
 export function withScripts(redis: Redis): Redis & ScriptCommands {
   if (!defined.has(redis)) {
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
-      const numberOfKeys = Number(/-(\d+)\.lua$/.exec(SCRIPTS[name])![1]);
-      redis.defineCommand(name, { numberOfKeys, lua: scriptSource(name) });
+      const m = /-(\d+)\.lua$/.exec(SCRIPTS[name]);
+      redis.defineCommand(name, m ? { numberOfKeys: Number(m[1]), lua: scriptSource(name) } : { lua: scriptSource(name) });
     }
     defined.add(redis);
   }

@@ -1,28 +1,20 @@
 --[[
-  entity-advance-1.lua: decides, per ping of one entity, what it does to live state.
-  KEYS[1]  entity hash (fields ts seq lat lon cell rx p recent cts clat clon)
+  entity-advance-n.lua: decides, per ping, what it does to its entity's live state, for every
+  entity of one key bucket (all KEYS share one hash tag, so the call is legal in Redis Cluster).
+  KEYS[k]  entity hash k (fields ts seq lat lon cell rx p recent cts clat clon)
   ARGV[1]  ttl ms (entity state expiry, refreshed when live state advances)
   ARGV[2]  max plausible speed, m/s
   ARGV[3]  slack metres (GPS noise allowance before the speed check)
-  ARGV[4]  n, then n groups of 7: ts, seq ('' if none), lat, lon, cell, rx, packed ping
-  Returns { prevCell, prevLat, prevLon, d1 .. dn } (state before this call; '' when none) with
+  then per key k: n, then n groups of 7: ts, seq ('' if none), lat, lon, cell, rx, packed ping
+  Returns per key { prevCell, prevLat, prevLon, d1 .. dn } (state before this call; '' when none) with
   d = 1 advanced live state, 2 older: history only, 0 duplicate (dropped), 3 implausible jump.
   Duplicate = same ts and seq as one of the entity's recent pings (about the last 32).
   Implausible = (distance - slack) / max(|dt|, 1 s) above the limit, measured from the latest
   position; a flagged fix becomes a candidate and a next fix consistent with it re-anchors.
 ]]
-local key = KEYS[1]
 local ttl = tonumber(ARGV[1])
 local maxSpeed = tonumber(ARGV[2])
 local slack = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local st = redis.call('HMGET', key, 'ts', 'seq', 'lat', 'lon', 'cell', 'recent', 'cts', 'clat', 'clon')
-local lts, lseq, llat, llon = tonumber(st[1]), tonumber(st[2]) or -1, tonumber(st[3]), tonumber(st[4])
-local lcell = st[5]
-local recent = st[6] or ''
-local cts, clat, clon = tonumber(st[7]), tonumber(st[8]), tonumber(st[9])
-local out = { lcell or '', st[3] or '', st[4] or '' }
-
 local R = 6372797.560856
 local rad = math.pi / 180
 local function plausible(lat, lon, ts, alat, alon, ats)
@@ -37,10 +29,18 @@ local function plausible(lat, lon, ts, alat, alon, ats)
   return d <= maxSpeed * dt
 end
 
+local function advance(key, base, n)
+local st = redis.call('HMGET', key, 'ts', 'seq', 'lat', 'lon', 'cell', 'recent', 'cts', 'clat', 'clon')
+local lts, lseq, llat, llon = tonumber(st[1]), tonumber(st[2]) or -1, tonumber(st[3]), tonumber(st[4])
+local lcell = st[5]
+local recent = st[6] or ''
+local cts, clat, clon = tonumber(st[7]), tonumber(st[8]), tonumber(st[9])
+local out = { lcell or '', st[3] or '', st[4] or '' }
+
 local advanced, newP, newRx = false, nil, nil
 local candChanged = false
 for i = 0, n - 1 do
-  local b = 5 + i * 7
+  local b = base + i * 7
   local ts = tonumber(ARGV[b])
   local seqs = ARGV[b + 1]
   local seq = tonumber(seqs) or -1
@@ -90,3 +90,13 @@ if candChanged then
   end
 end
 return out
+end
+
+local results = {}
+local a = 4
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  results[k] = advance(KEYS[k], a + 1, n)
+  a = a + 1 + n * 7
+end
+return results

@@ -124,7 +124,14 @@ export class MapClient {
       this.followedState.delete(id);
       this.emit('entityLeft', id, reason);
     });
-    socket.on('disconnect', (reason) => this.emit('disconnect', reason));
+    socket.on('disconnect', (reason) => {
+      this.emit('disconnect', reason);
+      // The server dropped us on purpose (shutdown, too slow): socket.io-client does not retry
+      // by itself then; reconnect after a jittered pause (to another gateway behind the LB).
+      if (reason === 'io server disconnect' && this.opts.reconnect && !this.closed) {
+        setTimeout(() => { if (!this.closed) socket.connect(); }, 200 + Math.floor(Math.random() * 800)).unref();
+      }
+    });
     socket.on('connect', () => {
       if (!this.connectedOnce) { this.connectedOnce = true; return; }
       void this.resubscribe().then((acks) => this.emit('reconnected', acks), () => undefined);

@@ -350,7 +350,8 @@ export function createRooms(d: RoomsDeps): Rooms {
       stopping ??= (async () => {
         for (const t of timers) clearInterval(t);
         try { flush(); } catch (err) { d.log.warn({ err }, 'final flush failed'); }
-        io.disconnectSockets(true);
+        // Only this gateway's sockets: a cluster-wide disconnect would drop every gateway's clients.
+        io.local.disconnectSockets(true);
         await new Promise<void>((resolve) => { io.close(() => resolve()); });
         await registry.stop();
       })();

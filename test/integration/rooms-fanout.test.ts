@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
@@ -15,7 +16,7 @@ import { DriverClient } from '../../src/clients/driver-client.js';
  * subscribe to its channel. Slow clients: a subscriber that stops reading is disconnected while
  * another subscriber of the same room keeps up.
  */
-type Gw = Child & { url: string };
+type Gw = Child & { url: string; port: number };
 let A: Gw;
 let B: Gw;
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -136,4 +137,44 @@ test('a subscriber that stops reading is disconnected; another subscriber of the
   assert.ok(lagMax < 1000, `fast client lag ${lagMax} ms`);
   const metrics = await (await fetch(`${A.url}/metrics`)).text();
   assert.match(metrics, /geoflux_map_slow_disconnects_total [1-9]/);
+});
+
+test('stopping one gateway disconnects only its own map clients; they reconnect by themselves', async () => {
+  const lat = 41.16, lon = -8.59;
+  const tile = cellOf(lon, lat, 15);
+  // A minimal TCP load balancer in front of B; once B is gone it sends new connections to A.
+  let target = B.port;
+  const lb = createServer((c) => {
+    const u = tcpConnect(target, '127.0.0.1');
+    c.pipe(u).pipe(c);
+    const end = (): void => { c.destroy(); u.destroy(); };
+    c.on('error', end).on('close', end);
+    u.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => lb.listen(0, '127.0.0.1', resolve));
+  open.push({ close: () => new Promise((resolve) => lb.close(resolve)) });
+  const onA = await MapClient.connect(A.url, await token('map-stay', ['subscribe']));
+  const onB = await MapClient.connect(`http://127.0.0.1:${(lb.address() as AddressInfo).port}`, await token('map-gone', ['subscribe']));
+  open.push(onA, onB);
+  await onA.subscribeTiles([tile]);
+  await onB.subscribeTiles([tile]);
+  const reasons: string[] = [];
+  onA.on('disconnect', (r) => reasons.push(`A:${r}`));
+  const bGone = new Promise<string>((resolve) => onB.on('disconnect', resolve));
+  target = A.port;
+  assert.equal(await B.stop(), 0);
+  assert.equal(await bGone, 'io server disconnect');
+  // The client of B comes back (through the balancer, on A), re-subscribes, gets a snapshot.
+  const snap = new Promise<string[]>((resolve) => onB.on('snapshot', (t, e) => { if (t === tile) resolve(e.map((u) => u.id)); }));
+  const d = await DriverClient.connect(A.url, await token('car-stay', ['ingest']));
+  open.push({ close: () => d.close() });
+  const ts = Date.now();
+  await d.send({ id: 'car-stay', lat, lon, ts, seq: 1 });
+  const end = Date.now() + 5000;
+  while (onA.tileState(tile).get('car-stay')?.ts !== ts && Date.now() < end) await sleep(20);
+  assert.equal(onA.tileState(tile).get('car-stay')?.ts, ts);
+  assert.deepEqual(reasons, [], 'clients of the other gateway stay connected');
+  assert.ok(onA.connected);
+  assert.deepEqual(await snap, ['car-stay']);
+  assert.equal(onB.tileState(tile).get('car-stay')?.ts, ts);
 });

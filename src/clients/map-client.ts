@@ -138,8 +138,12 @@ export class MapClient {
     });
   }
 
-  /** Connects with a token that has the `subscribe` scope; rejects with MapConnectError when refused. */
-  static connect(url: string, token: string, options: MapClientOptions = {}): Promise<MapClient> {
+  /**
+   * Connects with a token that has the `subscribe` scope; rejects with MapConnectError when
+   * refused. `token` may be a function: it is called on every (re)connect, so a long-lived
+   * client can hand over a fresh token (the server disconnects a socket when its token expires).
+   */
+  static connect(url: string, token: string | (() => string | Promise<string>), options: MapClientOptions = {}): Promise<MapClient> {
     const opts: Required<MapClientOptions> = {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       reconnect: options.reconnect ?? true,
@@ -148,7 +152,9 @@ export class MapClient {
       forceNew: options.forceNew ?? true,
     };
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {
-      path: SOCKET_PATH, transports: ['websocket'], auth: { token }, forceNew: opts.forceNew,
+      path: SOCKET_PATH, transports: ['websocket'], auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
+        Promise.resolve().then(token).then((t) => cb({ token: t }), () => cb({}));
+      }, forceNew: opts.forceNew,
       reconnection: opts.reconnect, reconnectionDelay: 200, reconnectionDelayMax: 2000, timeout: opts.connectTimeoutMs,
     });
     const client = new MapClient(socket, opts);

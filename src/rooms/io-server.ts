@@ -168,7 +168,14 @@ export function createRooms(d: RoomsDeps): Rooms {
   io.on('connection', (socket: IoSocket) => {
     const { tenant } = socket.data.principal;
     roomsMetrics.connections.inc();
-    socket.on('disconnect', () => roomsMetrics.connections.dec());
+    // A token is only good until it expires: then the client must come back with a fresh one.
+    const ttl = socket.data.principal.exp - Date.now();
+    const expiry = ttl > 0 && ttl < 2 ** 31 - 1 ? setTimeout(() => socket.disconnect(true), ttl) : undefined;
+    expiry?.unref();
+    socket.on('disconnect', () => {
+      roomsMetrics.connections.dec();
+      if (expiry) clearTimeout(expiry);
+    });
 
     socket.on('subscribe', (req, ack) => {
       const reply = replier<SubscribeAck>(ack);

@@ -159,3 +159,19 @@ test('after a dropped connection the client re-subscribes and converges through 
   assert.equal(snapshots[0]!.find((e) => e.id === 'car-rc')?.ts, ts2);
   assert.equal(m.tileState(tile).get('car-rc')?.ts, ts2);
 });
+
+test('a socket is disconnected when its token expires; a client with a token provider comes back', async () => {
+  const lat = 41.152, lon = -8.625;
+  const tile = cellOf(lon, lat, 15);
+  let issued = 0;
+  const m = await MapClient.connect(A.url, async () => { issued++; return token('map-exp', ['subscribe'], 'acme', 2); });
+  open.push(m);
+  await m.subscribeTiles([tile]);
+  const reasons: string[] = [];
+  m.on('disconnect', (r) => reasons.push(r));
+  const back = new Promise<void>((resolve) => m.on('reconnected', () => resolve()));
+  await back;
+  assert.deepEqual(reasons, ['io server disconnect']);
+  assert.equal(issued, 2);
+  assert.deepEqual(m.subscribedTiles(), [tile]);
+});

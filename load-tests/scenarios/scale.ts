@@ -99,6 +99,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     const secs = Math.max(5, Math.min(o.duration, 30));
     const act = await Promise.all(gens.map((g) => g.ask({ cmd: 'activity', rate: Math.max(1, Math.round(rate / W)), seconds: secs }, (secs + 60) * 1000)));
     const end = tryProcSample(gw.pid);
+    const genCpu = gens.reduce((acc, g) => acc + (tryProcSample(g.proc.pid)?.cpuSeconds ?? 0), 0);
     if (!end && afterMaps) broke.push('gateway process exited during the activity phase');
     const ack = new Latency();
     const delay = new Latency();
@@ -126,7 +127,10 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       latency: a,
       latencyOf: 'ack latency during the activity phase (ms)',
       throughput: { value: Math.round(drvOk / driversSecs), unit: 'driver connects/s' },
-      cpu: { 'gateway cores (activity)': end && afterMaps ? round((end.cpuSeconds - afterMaps.cpuSeconds) / secs, 2) : NaN },
+      cpu: {
+        'gateway cores (activity)': end && afterMaps ? round((end.cpuSeconds - afterMaps.cpuSeconds) / secs, 2) : NaN,
+        'load generators CPU s (whole scenario)': round(genCpu, 1),
+      },
       memory: {
         'gateway RSS MB': round(((end ?? afterMaps ?? afterDrivers)?.rssBytes ?? 0) / MB, 1),
         'KB/driver conn': round(kbDriver, 2),

@@ -26,6 +26,8 @@ export interface IngestSocketData {
   /** Resolves when every earlier frame has been answered: acks go out in order. */
   tail: Promise<void>;
   bucket: TokenBucket;
+  /** Time of the last data frame (ms); silent sockets are closed with 4008. */
+  lastFrame: number;
 }
 
 export interface IngestLimits {
@@ -89,7 +91,8 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     // uWS drops frames beyond its own cap without a useful code; keep it above ours so we
     // can close with 4009 ourselves.
     maxPayloadLength: d.maxPayloadBytes * 2 + 1024,
-    idleTimeout: d.idleTimeoutSeconds,
+    // Transport-level idle timeout (dead peers); the data-frame idle timeout (4008) is ours, below.
+    idleTimeout: Math.min(960, d.idleTimeoutSeconds * 2),
     maxBackpressure: Math.max(d.maxBufferedBytes * 4, 1024 * 1024),
     closeOnBackpressureLimit: 1, // typed as number in this build; truthy = close
 
@@ -113,7 +116,7 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
         if (aborted) return;
         res.cork(() => {
           const data: IngestSocketData = {
-            principal, binary, open: true, frames: 0, tail: Promise.resolve(),
+            principal, binary, open: true, frames: 0, tail: Promise.resolve(), lastFrame: Date.now(),
             bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
           };
           res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
@@ -158,6 +161,7 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
   function onMessage(ws: WebSocket<IngestSocketData>, data: IngestSocketData, message: ArrayBuffer, isBinary: boolean): void {
     if (!data.open) return;
     data.binary = isBinary;
+    data.lastFrame = Date.now();
     const frame = ++data.frames;
     ingestMetrics.frames.inc({ transport: 'ws', encoding: isBinary ? 'msgpack' : 'json' });
     // Backpressure: the client does not read what we send; stop answering and close.
@@ -199,8 +203,21 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     });
   }
 
+  // Idle timeout on data frames (uWS answers WebSocket pings itself, so a connected but silent
+  // client would never time out otherwise): close with 4008.
+  const idleMs = d.idleTimeoutSeconds * 1000;
+  const idleTimer = setInterval(() => {
+    const cutoff = Date.now() - idleMs;
+    for (const ws of sockets) {
+      const data = ws.getUserData();
+      if (data.open && data.lastFrame < cutoff) closeWith(ws, data, 'IDLE_TIMEOUT', `no frame for ${d.idleTimeoutSeconds} s`);
+    }
+  }, Math.min(5000, Math.max(1000, idleMs / 4)));
+  idleTimer.unref();
+
   return {
     closeAll(code, reason) {
+      clearInterval(idleTimer);
       for (const ws of [...sockets]) {
         const data = ws.getUserData();
         if (!data.open) continue;

@@ -10,7 +10,7 @@ let env2: IngestEnv;
 
 before(async () => {
   [env, env2] = await Promise.all([
-    startIngestEnv({ INGEST_RATE_PER_SECOND: '20', INGEST_RATE_BURST: '20', INGEST_RATE_ABUSE_PINGS: '100' }),
+    startIngestEnv({ INGEST_RATE_PER_SECOND: '20', INGEST_RATE_BURST: '20', INGEST_RATE_ABUSE_PINGS: '100', INGEST_IDLE_TIMEOUT_SECONDS: '8' }),
     startIngestEnv({ INGEST_RATE_PER_SECOND: '1000000', INGEST_RATE_BURST: '1000000', INGEST_MAX_BUFFERED_BYTES: '4096', INGEST_MAX_BATCH: '500' }),
   ]);
 });
@@ -69,4 +69,16 @@ test('backpressure: a client that does not read its replies is closed with 4030;
   const after = await fast.send({ id: 'bp-fast', lat: 52.5, lon: 13.4, ts: Date.now(), seq: 100000 });
   assert.equal(after.count, 1);
   await fast.close();
+});
+
+test('idle timeout: a connected client that sends no data frame is closed with 4008', async () => {
+  const c = await DriverClient.connect(env.gw.url, await token('idle-1', ['ingest']));
+  const t0 = Date.now();
+  const errs: string[] = [];
+  c.on('errorFrame', (e) => errs.push(e.code));
+  const closed = await c.closed;
+  const after = Date.now() - t0;
+  assert.equal(closed.code, 4008);
+  assert.deepEqual(errs, ['IDLE_TIMEOUT']);
+  assert.ok(after >= 7000 && after < 16000, `closed after ${after} ms`);
 });

@@ -21,7 +21,7 @@ export interface PersisterDeps {
   delayAfterCommitMs?: number;
 }
 
-export interface FlushStats { read: number; fresh: number; positions: number; cellStats: number; poison: number; more: boolean }
+export interface FlushStats { read: number; fresh: number; positions: number; cellStats: number; poison: number; more: boolean; steps?: Record<string, number> }
 
 export interface Persister {
   start(): Promise<void>;
@@ -69,8 +69,9 @@ export function createPersister(d: PersisterDeps): Persister {
     const batch: ReadResult = { entries: [], poison: [], gone: [], more: false };
     // Several reads (bounded) until maxBatch: catch-up after an outage goes fast.
     for (let round = 0; round < 50; round++) {
-      const r = await reader.read(streams, { own: firstRead && round === 0, claimIdleMs: w.claimIdleMs });
-      batch.entries.push(...r.entries); batch.poison.push(...r.poison); batch.gone.push(...r.gone);
+      const r = await reader.read(streams, { own: firstRead && round === 0, claim: round === 0, claimIdleMs: w.claimIdleMs });
+      // concat, not push(...): batches hold up to maxBatch entries (spread would overflow the stack)
+      batch.entries = batch.entries.concat(r.entries); batch.poison = batch.poison.concat(r.poison); batch.gone = batch.gone.concat(r.gone);
       batch.more = r.more;
       if (!r.more || batch.entries.length >= w.maxBatch) break;
     }
@@ -98,7 +99,9 @@ export function createPersister(d: PersisterDeps): Persister {
 
   async function flushOnce(): Promise<FlushStats> {
     const endTimer = workerMetrics.flushDuration.startTimer();
+    const t0 = performance.now();
     const batch = carry ?? (await readBatch());
+    const readMs = Math.round(performance.now() - t0);
     if (!batch || (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0)) {
       await report(undefined);
       return EMPTY;
@@ -123,15 +126,18 @@ export function createPersister(d: PersisterDeps): Persister {
       log.info({ entries: batch.entries.length }, 'flush committed (fault injection delay before ack)');
       await new Promise((r) => setTimeout(r, d.delayAfterCommitMs));
     }
+    const t1 = performance.now();
     await reader.ack(group([...batch.entries, ...batch.gone]));
     carry = undefined;
+    res.steps.read = readMs;
+    res.steps.ack = Math.round(performance.now() - t1);
     const seconds = endTimer();
     workerMetrics.pingsRead.inc(batch.entries.length);
     workerMetrics.pingsFresh.inc(res.fresh);
     workerMetrics.rowsWritten.inc({ table: 'positions' }, res.positions);
     workerMetrics.rowsWritten.inc({ table: 'cell_stats' }, res.cellStats);
     await report({ pings: batch.entries.length, rows: res.positions, seconds });
-    return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more };
+    return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more, steps: res.steps };
   }
 
   async function report(flushed: { pings: number; rows: number; seconds: number } | undefined): Promise<void> {

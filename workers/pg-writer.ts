@@ -13,6 +13,8 @@ export interface WriteResult {
   positions: number;
   /** cell_stats rows inserted or updated. */
   cellStats: number;
+  /** Milliseconds per step (copy, dedup, window/raw, cells), for logs and tuning. */
+  steps: Record<string, number>;
 }
 
 /**
@@ -29,21 +31,23 @@ CREATE TEMP TABLE IF NOT EXISTS gf_stage (
 CREATE TEMP TABLE IF NOT EXISTS gf_fresh (LIKE gf_stage) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_changed (
   tenant text, entity_id text, win timestamptz, ping_count integer, speed_sum numeric,
-  speed_n integer, last_ts timestamptz, last_seq bigint
+  speed_n integer, last_ts timestamptz, last_seq bigint, prev_ts timestamptz, prev_seq bigint
 ) ON COMMIT DELETE ROWS;`;
 
-/** Deduplicate the batch and against everything persisted before (ping_log). */
+/**
+ * Dedup against everything persisted before. The batch is already unique per key (JS) and
+ * sorted by key (lock order: concurrent workers never deadlock on ping_log).
+ */
+const SQL_LOG = `INSERT INTO ping_log (tenant, entity_id, ts, seq) SELECT tenant, entity_id, ts, seq FROM gf_stage ON CONFLICT DO NOTHING`;
+
+/**
+ * Rare case (redelivery, late duplicates): some keys already existed. The fresh ones are
+ * those ping_log rows inserted by THIS transaction (their xmin is our transaction id).
+ */
 const SQL_FRESH = `
-WITH d AS (
-  SELECT DISTINCT ON (tenant, entity_id, ts, seq) * FROM gf_stage
-  ORDER BY tenant, entity_id, ts, seq, lon, lat, speed, heading, accuracy, kind, status, cell
-), ins AS (
-  INSERT INTO ping_log (tenant, entity_id, ts, seq)
-  SELECT tenant, entity_id, ts, seq FROM d ORDER BY 1, 2, 3, 4
-  ON CONFLICT DO NOTHING
-  RETURNING tenant, entity_id, ts, seq
-)
-INSERT INTO gf_fresh SELECT d.* FROM d JOIN ins USING (tenant, entity_id, ts, seq)`;
+INSERT INTO gf_fresh SELECT s.* FROM gf_stage s JOIN ping_log p USING (tenant, entity_id, ts, seq)
+WHERE p.xmin::text = (txid_current() % 4294967296)::text
+  AND p.ts >= (SELECT min(ts) FROM gf_stage) AND p.ts <= (SELECT max(ts) FROM gf_stage)`;
 
 /** Window mode, step 1: commutative window state (counts, exact numeric sums, greatest (ts, seq)). */
 const SQL_WINDOWS = `
@@ -54,27 +58,31 @@ WITH last AS (
   SELECT tenant, entity_id, win, count(*)::int AS n, coalesce(sum(speed::numeric), 0) AS ssum, count(speed)::int AS sn
   FROM gf_fresh GROUP BY tenant, entity_id, win
 ), up AS (
-  INSERT INTO track_windows AS t (tenant, entity_id, win, ping_count, speed_sum, speed_n, last_ts, last_seq)
-  SELECT a.tenant, a.entity_id, a.win, a.n, a.ssum, a.sn, l.ts, l.seq
+  INSERT INTO track_windows AS t (tenant, entity_id, win, ping_count, speed_sum, speed_n, last_ts, last_seq, prev_ts, prev_seq)
+  SELECT a.tenant, a.entity_id, a.win, a.n, a.ssum, a.sn, l.ts, l.seq, NULL, NULL
   FROM agg a JOIN last l USING (tenant, entity_id, win) ORDER BY 1, 2, 3
   ON CONFLICT (tenant, entity_id, win) DO UPDATE SET
     ping_count = t.ping_count + excluded.ping_count,
     speed_sum = t.speed_sum + excluded.speed_sum,
     speed_n = t.speed_n + excluded.speed_n,
+    prev_ts = t.last_ts,
+    prev_seq = t.last_seq,
     last_ts = CASE WHEN (excluded.last_ts, excluded.last_seq) > (t.last_ts, t.last_seq) THEN excluded.last_ts ELSE t.last_ts END,
     last_seq = CASE WHEN (excluded.last_ts, excluded.last_seq) > (t.last_ts, t.last_seq) THEN excluded.last_seq ELSE t.last_seq END
-  RETURNING t.tenant, t.entity_id, t.win, t.ping_count, t.speed_sum, t.speed_n, t.last_ts, t.last_seq
+  RETURNING t.tenant, t.entity_id, t.win, t.ping_count, t.speed_sum, t.speed_n, t.last_ts, t.last_seq, t.prev_ts, t.prev_seq
 )
 INSERT INTO gf_changed SELECT * FROM up`;
 
 const MEAN = 'CASE WHEN c.speed_n > 0 THEN (c.speed_sum / c.speed_n)::real END';
-const RANGE = `p.ts >= (SELECT min(win) FROM gf_changed) AND p.ts < (SELECT max(win) FROM gf_changed) + interval '10 seconds'`;
 
-/** Window mode, step 2: the window's row is its latest fix; drop a row that is no longer the latest. */
+/**
+ * Window mode, step 2: the window's row is its latest fix; drop the row of a superseded
+ * latest fix (by primary key: prev_ts is what the window held before this flush).
+ */
 const SQL_WINDOW_DELETE = `
 DELETE FROM positions p USING gf_changed c
-WHERE p.tenant = c.tenant AND p.entity_id = c.entity_id
-  AND p.ts >= c.win AND p.ts < c.win + interval '10 seconds' AND p.ts <> c.last_ts AND ${RANGE}`;
+WHERE c.prev_ts IS NOT NULL AND c.prev_ts <> c.last_ts
+  AND p.tenant = c.tenant AND p.entity_id = c.entity_id AND p.ts = c.prev_ts`;
 
 const SQL_WINDOW_UPSERT = `
 INSERT INTO positions AS p (tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed)
@@ -82,17 +90,22 @@ SELECT f.tenant, f.entity_id, f.ts, nullif(f.seq, -1), ST_SetSRID(ST_MakePoint(f
        f.kind, f.status, f.cell, c.ping_count, ${MEAN}
 FROM gf_changed c JOIN gf_fresh f
   ON f.tenant = c.tenant AND f.entity_id = c.entity_id AND f.ts = c.last_ts AND f.seq = c.last_seq
+WHERE c.prev_ts IS NULL OR (c.prev_ts, c.prev_seq) <> (c.last_ts, c.last_seq)
 ORDER BY 1, 2, 3
 ON CONFLICT (tenant, entity_id, ts) DO UPDATE SET
   seq = excluded.seq, geom = excluded.geom, speed = excluded.speed, heading = excluded.heading, accuracy = excluded.accuracy,
   kind = excluded.kind, status = excluded.status, cell = excluded.cell, ping_count = excluded.ping_count, mean_speed = excluded.mean_speed`;
 
-/** Window mode, step 3: windows whose latest fix was written earlier only get new counts. */
+/** Window mode, step 3: windows whose latest fix is unchanged only get new counts (by primary key). */
 const SQL_WINDOW_COUNTS = `
 UPDATE positions p SET ping_count = c.ping_count, mean_speed = ${MEAN}
 FROM gf_changed c
-WHERE p.tenant = c.tenant AND p.entity_id = c.entity_id AND p.ts = c.last_ts AND ${RANGE}
-  AND NOT EXISTS (SELECT 1 FROM gf_fresh f WHERE f.tenant = c.tenant AND f.entity_id = c.entity_id AND f.ts = c.last_ts AND f.seq = c.last_seq)`;
+WHERE c.prev_ts = c.last_ts AND c.prev_seq = c.last_seq
+  AND p.tenant = c.tenant AND p.entity_id = c.entity_id AND p.ts = c.last_ts`;
+
+/** Primary-key lookups into positions: never let a stale row estimate pick a hash join over a full scan. */
+const PK_JOINS_ONLY = 'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off';
+const ALL_JOINS = 'SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on';
 
 /**
  * Raw mode: one row per (tenant, entity, ts). Pings sharing a ts (different seq) share the
@@ -120,6 +133,14 @@ ON CONFLICT (tenant, entity_id, ts) DO UPDATE SET
   ping_count = p.ping_count + excluded.ping_count,
   mean_speed = CASE WHEN p.mean_speed IS NULL THEN excluded.mean_speed WHEN excluded.mean_speed IS NULL THEN p.mean_speed
     ELSE ((p.mean_speed * p.ping_count + excluded.mean_speed * excluded.ping_count) / (p.ping_count + excluded.ping_count))::real END`;
+
+/** Raw mode, usual case: no two pings of the batch share (tenant, entity, ts); no grouping needed. */
+const SQL_RAW_SIMPLE = `
+INSERT INTO positions AS p (tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed)
+SELECT l.tenant, l.entity_id, l.ts, nullif(l.seq, -1), ST_SetSRID(ST_MakePoint(l.lon, l.lat), 4326), l.speed, l.heading, l.accuracy,
+       l.kind, l.status, l.cell, 1, l.speed
+FROM gf_fresh l
+${SQL_RAW.slice(SQL_RAW.indexOf('ON CONFLICT'))}`;
 
 /** Cell aggregates: exact increments from fresh pings; distinct entities via cell_window_entities. */
 const SQL_CELLS = `
@@ -156,6 +177,20 @@ ON CONFLICT (tenant, cell, win) DO UPDATE SET
 const esc = (s: string): string => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 const opt = (v: number | string | null): string => (v === null ? '\\N' : typeof v === 'string' ? esc(v) : String(v));
 
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/**
+ * One ping per key (tenant, entity, ts, seq) — a key IS a ping: when two entries share it the
+ * first persisted wins — sorted by key.
+ */
+export function uniqueSorted(pings: readonly StagedPing[]): StagedPing[] {
+  const m = new Map<string, StagedPing>();
+  for (const p of pings) {
+    const k = `${p.tenant}\u0000${p.id}\u0000${p.ts}\u0000${p.seq}`;
+    if (!m.has(k)) m.set(k, p);
+  }
+  return [...m.values()].sort((a, b) => cmp(a.tenant, b.tenant) || cmp(a.id, b.id) || a.ts - b.ts || a.seq - b.seq);
+}
+
 /** One COPY text-format line per ping. */
 export function copyLine(p: StagedPing): string {
   return `${p.tenant}\t${p.id}\t${new Date(p.ts).toISOString()}\t${p.seq}\t${p.lon}\t${p.lat}\t${opt(p.speed)}\t${opt(p.heading)}\t${opt(p.accuracy)}\t${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t${p.cz}\t${p.cx}\t${p.cy}\t${new Date(p.win).toISOString()}\n`;
@@ -175,22 +210,46 @@ function* chunks(pings: readonly StagedPing[], size = 2000): Generator<string> {
  * written (see docs/persistence.md), never on how they were batched or retried.
  */
 export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPing[], mode: PersistMode): Promise<WriteResult> {
-  if (pings.length === 0) return { fresh: 0, positions: 0, cellStats: 0 };
+  const steps: Record<string, number> = {};
+  let t = performance.now();
+  const lap = (name: string): void => { const now = performance.now(); steps[name] = Math.round(now - t); t = now; };
+  if (pings.length === 0) return { fresh: 0, positions: 0, cellStats: 0, steps };
+  const unique = uniqueSorted(pings);
   await client.query(TEMP_TABLES);
-  await pipeline(Readable.from(chunks(pings)), client.query(copyStreams.from('COPY gf_stage FROM STDIN')));
-  const fresh = (await client.query(SQL_FRESH)).rowCount ?? 0;
-  if (fresh === 0) return { fresh: 0, positions: 0, cellStats: 0 };
-  await client.query('ANALYZE gf_fresh');
+  await pipeline(Readable.from(chunks(unique)), client.query(copyStreams.from('COPY gf_stage FROM STDIN')));
+  lap('copy');
+  const fresh = (await client.query(SQL_LOG)).rowCount ?? 0;
+  if (fresh === 0) return { fresh: 0, positions: 0, cellStats: 0, steps };
+  // Usually every ping is new: work straight from the staging table.
+  let src = 'gf_stage';
+  if (fresh < unique.length) {
+    await client.query(PK_JOINS_ONLY);
+    await client.query(SQL_FRESH);
+    await client.query(ALL_JOINS);
+    src = 'gf_fresh';
+  }
+  await client.query(`ANALYZE ${src}`);
+  lap('dedup');
+  const q = (sql: string): Promise<pg.QueryResult> => client.query(src === 'gf_fresh' ? sql : sql.replaceAll('gf_fresh', src));
   let positions = 0;
   if (mode === 'window') {
-    await client.query(SQL_WINDOWS);
+    await q(SQL_WINDOWS);
     await client.query('ANALYZE gf_changed');
+    await client.query(PK_JOINS_ONLY);
     await client.query(SQL_WINDOW_DELETE);
-    positions += (await client.query(SQL_WINDOW_UPSERT)).rowCount ?? 0;
     positions += (await client.query(SQL_WINDOW_COUNTS)).rowCount ?? 0;
+    await client.query(ALL_JOINS);
+    positions += (await q(SQL_WINDOW_UPSERT)).rowCount ?? 0;
   } else {
-    positions = (await client.query(SQL_RAW)).rowCount ?? 0;
+    let sharedTs = false;
+    for (let i = 1; i < unique.length && !sharedTs; i++) {
+      const a = unique[i - 1]!, b = unique[i]!;
+      sharedTs = a.ts === b.ts && a.id === b.id && a.tenant === b.tenant;
+    }
+    positions = (await q(sharedTs ? SQL_RAW : SQL_RAW_SIMPLE)).rowCount ?? 0;
   }
-  const cellStats = (await client.query(SQL_CELLS)).rowCount ?? 0;
-  return { fresh, positions, cellStats };
+  lap(mode);
+  const cellStats = (await q(SQL_CELLS)).rowCount ?? 0;
+  lap('cells');
+  return { fresh, positions, cellStats, steps };
 }

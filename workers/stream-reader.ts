@@ -38,6 +38,7 @@ export interface StreamsInfo {
 }
 
 type RawEntry = [Buffer, Buffer[] | null];
+const FIELD = Buffer.from(STREAM_FIELD);
 
 const idMs = (id: string): number => Number(id.slice(0, id.indexOf('-')));
 /** Compares two stream ids `ms-seq`. */
@@ -82,7 +83,10 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
       const entryId = rawId.toString();
       if (!fields) { out.gone.push({ stream, entryId }); continue; }
       let value: Buffer | undefined;
-      for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === STREAM_FIELD) value = fields[i + 1];
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const f = fields[i]!;
+        if (f.length === FIELD.length && f.equals(FIELD)) { value = fields[i + 1]; break; }
+      }
       try {
         out.entries.push({ stream, entryId, ping: decodeEntry(value) });
       } catch (err) {
@@ -119,14 +123,14 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
      * One batch: `own` = this consumer's pending entries (first flush after a restart),
      * then entries idle longer than `claimIdleMs` in any consumer, then new entries.
      */
-    async read(streams: string[], opts: { own: boolean; claimIdleMs: number }): Promise<ReadResult> {
+    async read(streams: string[], opts: { own: boolean; claim: boolean; claimIdleMs: number }): Promise<ReadResult> {
       const out: ReadResult = { entries: [], poison: [], gone: [], more: false };
       if (streams.length === 0) return out;
       await ensureGroups(streams);
       if (opts.own) await readGroup(streams, '0', out);
       const pipe = redis.pipeline();
-      for (const s of streams) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, opts.claimIdleMs, '0-0', 'COUNT', count);
-      const claims = (await pipe.exec()) ?? [];
+      if (opts.claim) for (const s of streams) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, opts.claimIdleMs, '0-0', 'COUNT', count);
+      const claims = opts.claim ? (await pipe.exec()) ?? [] : [];
       claims.forEach(([err, reply], i) => {
         if (err) throw err;
         const [cursor, list, deleted] = reply as [Buffer, RawEntry[], Buffer[] | undefined];

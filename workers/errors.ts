@@ -8,20 +8,27 @@ export class PoisonEntryError extends Error {
   override readonly name = 'PoisonEntryError';
 }
 
-/** PostgreSQL SQLSTATE classes that say "try again later" (connection, resources, conflicts). */
-const TRANSIENT_SQLSTATE_CLASSES = new Set(['08', '40', '53', '57', '58']);
+/**
+ * PostgreSQL SQLSTATE classes that blame the data (22 data exception, 23 integrity
+ * constraint): retrying the same rows can never succeed, so the batch is split to isolate
+ * the entry. Everything else (08 connection, 40 deadlock, 53 resources, 57 shutdown, 42
+ * schema not migrated yet, socket errors without SQLSTATE, timeouts) is transient: retry.
+ */
+const DATA_SQLSTATE_CLASSES = new Set(['22', '23']);
 
 export function isPoison(err: unknown): err is PoisonEntryError {
   return err instanceof PoisonEntryError;
 }
 
+/** True when the database refused the data itself (see DATA_SQLSTATE_CLASSES). */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && DATA_SQLSTATE_CLASSES.has(code.slice(0, 2));
+}
+
 /** True for failures where retrying the same batch later can succeed. */
 export function isTransient(err: unknown): boolean {
-  if (isPoison(err)) return false;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2));
-  // No SQLSTATE: socket errors (ECONNREFUSED, ECONNRESET…), pool/connect timeouts.
-  return true;
+  return !isPoison(err) && !isDataError(err);
 }
 
 /** Exponential backoff with full jitter, capped. */

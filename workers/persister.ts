@@ -5,7 +5,7 @@ import type { Logger } from '../src/log/logger.js';
 import { createKeys } from '../src/store/redis/keys.js';
 import { createStreamReader, type ReadResult, type StreamEntry } from './stream-reader.js';
 import { writeBatch, type WriteResult } from './pg-writer.js';
-import { backoffMs, isPoison } from './errors.js';
+import { backoffMs, isPoison, isTransient } from './errors.js';
 import { workerMetrics } from './metrics.js';
 import { createStatusPublisher } from './status.js';
 
@@ -97,6 +97,33 @@ export function createPersister(d: PersisterDeps): Persister {
     }
   }
 
+  /**
+   * A non-transient database error (by SQLSTATE class, e.g. a value PostgreSQL refuses) must
+   * not block the cells: split the batch, commit the halves separately (idempotent), and
+   * dead-letter the single entry that still fails. Transient errors propagate: retry later.
+   */
+  async function writeIsolating(entries: StreamEntry[]): Promise<WriteResult> {
+    try {
+      return await write(entries);
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      if (entries.length === 1) {
+        const e = entries[0]!;
+        const code = (err as { code?: string }).code ?? 'unknown';
+        await reader.deadLetter([{ stream: e.stream, entryId: e.entryId, reason: `database rejected the ping (SQLSTATE ${code})` }]);
+        await reader.ack(group([e]));
+        workerMetrics.deadLetters.inc();
+        log.warn({ stream: e.stream, entryId: e.entryId, code }, 'entry rejected by the database dead-lettered');
+        return { fresh: 0, positions: 0, cellStats: 0, steps: {} };
+      }
+      log.warn({ err, entries: entries.length }, 'non-transient write error: splitting the batch');
+      const mid = entries.length >> 1;
+      const a = await writeIsolating(entries.slice(0, mid));
+      const b = await writeIsolating(entries.slice(mid));
+      return { fresh: a.fresh + b.fresh, positions: a.positions + b.positions, cellStats: a.cellStats + b.cellStats, steps: {} };
+    }
+  }
+
   async function flushOnce(): Promise<FlushStats> {
     const endTimer = workerMetrics.flushDuration.startTimer();
     const t0 = performance.now();
@@ -117,7 +144,7 @@ export function createPersister(d: PersisterDeps): Persister {
     }
     let res: WriteResult;
     try {
-      res = await write(batch.entries);
+      res = await writeIsolating(batch.entries);
     } catch (err) {
       await report(undefined); // keep lag/pending visible while PostgreSQL is down
       throw err;

@@ -84,6 +84,9 @@ async function runMode(mode: 'window' | 'raw'): Promise<void> {
         const s = keys.cell('acme', all[0]!.cell).stream;
         await redis.xadd(s, '*', 'p', Buffer.from([0xc1, 0xff, 0x00]));
         await redis.xadd(s, '*', 'p', Buffer.from([0x81, 0xa1, 0x78, 0x01]));
+        // Decodes fine but PostgreSQL refuses it (speed overflows real, SQLSTATE 22003): the
+        // batch is split until this entry is isolated and dead-lettered; the others persist.
+        await xaddPings(redis, prefix, [{ ...all[0]!, ts: all[0]!.ts + 1, seq: 9999, speed: 1e300 }]);
       }
       sent.push(...round);
       const want = uniquePings(sent).length;
@@ -108,13 +111,16 @@ async function runMode(mode: 'window' | 'raw'): Promise<void> {
     }
 
     const dead = await redis.xrange(keys.deadLetters, '-', '+');
-    assert.equal(dead.length, 2);
+    assert.equal(dead.length, 3);
+    const reasons: string[] = [];
     for (const [, fields] of dead) {
       const f = new Map<string, string>();
       for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
       assert.ok(f.get('reason'), 'dead letter carries a reason');
+      reasons.push(f.get('reason')!);
       assert.equal(f.get('stream'), keys.cell('acme', all[0]!.cell).stream);
     }
+    assert.ok(reasons.some((r) => r.includes('22003')), `a database-rejected entry is dead-lettered: ${reasons.join(' | ')}`);
     // Acknowledged history is trimmed from the streams.
     await waitFor(async () => {
       let len = 0;

@@ -92,6 +92,24 @@ export function openApiDocument(cfg: Readonly<Config>, extraPaths: Record<string
           responses: { 200: json(ref('LiveEntity')), ...errs, 404: err('unknown or stale (NOT_FOUND)') },
         },
       },
+      '/v1/entities/{id}/track': {
+        get: {
+          summary: 'Persisted path of an entity (PostGIS) as a GeoJSON Feature (LineString); scope query', security: secured,
+          parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }, q('from', { type: 'string' }, 'ms since the epoch or ISO-8601 (default: to - 1 h)'), q('to', { type: 'string' }, 'ms since the epoch or ISO-8601 (default: now)'), q('limit', { type: 'integer', minimum: 1 }, 'max points (the most recent are kept; truncated is set)')],
+          responses: { 200: { description: 'GeoJSON Feature', content: { 'application/geo+json': { schema: { type: 'object' } } } }, ...errs },
+        },
+      },
+      '/v1/cells/{z}/{x}/{y}/stats': {
+        get: {
+          summary: 'Per 10 s window aggregates of a cell (z = ingest zoom) or a coarser tile (cells merged); scope query; alias /v1/tiles/{z}/{x}/{y}/stats', security: secured,
+          parameters: [...['z', 'x', 'y'].map((n) => ({ name: n, in: 'path', required: true, schema: { type: 'integer', minimum: 0 } })), q('from', { type: 'string' }, 'ms since the epoch or ISO-8601'), q('to', { type: 'string' }, 'ms since the epoch or ISO-8601')],
+          responses: { 200: json({ type: 'object' }), ...errs },
+        },
+      },
+      '/v1/tiles/{z}/{x}/{y}/stats': { get: { summary: 'Alias of /v1/cells/{z}/{x}/{y}/stats', security: secured, parameters: ['z', 'x', 'y'].map((n) => ({ name: n, in: 'path', required: true, schema: { type: 'integer', minimum: 0 } })), responses: { 200: json({ type: 'object' }), ...errs } } },
+      '/': { get: { summary: 'Live map page (also /map)', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } } } },
+      '/map': { get: { summary: 'Live map page', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } } } },
+      '/data/porto-roads.json': { get: { summary: 'Porto street network for the offline base layer (© OpenStreetMap contributors, ODbL)', responses: { 200: json({ type: 'object' }) } } },
       '/v1/stats': { get: { summary: 'Live figures for the map page (tenant-scoped)', security: secured, responses: { 200: json({ type: 'object' }), 401: errs[401] } } },
       '/v1/demo-token': { get: { summary: 'Development only: a subscribe+query token for tenant demo', responses: { 200: json({ type: 'object' }), 404: err('in production') } } },
       '/socket.io/': { get: { summary: 'socket.io (WebSocket transport) for map clients: tile rooms; scope subscribe', responses: { 101: { description: 'switching protocols' } } } },

@@ -37,18 +37,25 @@ local recent = st[6] or ''
 local cts, clat, clon = tonumber(st[7]), tonumber(st[8]), tonumber(st[9])
 local out = { lcell or '', st[3] or '', st[4] or '' }
 
-local advanced, newP, newRx = false, nil, nil
+local advanced, advB = false, nil
 local candChanged = false
+local added = {}
 for i = 0, n - 1 do
   local b = base + i * 7
   local ts = tonumber(ARGV[b])
   local seqs = ARGV[b + 1]
   local seq = tonumber(seqs) or -1
-  local lat, lon = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local ident = ARGV[b] .. ':' .. seqs
-  if string.find(recent .. ' ', ' ' .. ident .. ' ', 1, true) then
+  local newer = lts == nil or ts > lts or (ts == lts and seq > lseq)
+  local dup = false
+  if not newer then
+    -- Only a ping that is not newer than the latest can repeat a recent one.
+    if #added > 0 then recent = recent .. ' ' .. table.concat(added, ' '); added = {} end
+    dup = string.find(recent .. ' ', ' ' .. ARGV[b] .. ':' .. seqs .. ' ', 1, true) ~= nil
+  end
+  if dup then
     out[#out + 1] = 0
   else
+    local lat, lon = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
     local ok = plausible(lat, lon, ts, llat, llon, lts)
     if not ok and cts ~= nil and ts > cts and plausible(lat, lon, ts, clat, clon, cts) then ok = true end
     if not ok then
@@ -56,14 +63,10 @@ for i = 0, n - 1 do
       candChanged = true
       out[#out + 1] = 3
     else
-      recent = recent .. ' ' .. ident
-      if #recent > 768 then
-        local cut = string.find(recent, ' ', #recent - 768, true)
-        recent = string.sub(recent, cut)
-      end
-      if lts == nil or ts > lts or (ts == lts and seq > lseq) then
+      added[#added + 1] = ARGV[b] .. ':' .. seqs
+      if newer then
         lts, lseq, llat, llon, lcell = ts, seq, lat, lon, ARGV[b + 4]
-        newRx, newP = ARGV[b + 5], ARGV[b + 6]
+        advB = b
         advanced = true
         if cts ~= nil then cts, clat, clon = nil, nil, nil; candChanged = true end
         out[#out + 1] = 1
@@ -73,12 +76,18 @@ for i = 0, n - 1 do
     end
   end
 end
+if #added > 0 then recent = recent .. ' ' .. table.concat(added, ' ') end
+if #recent > 768 then
+  local cut = string.find(recent, ' ', #recent - 768, true)
+  recent = string.sub(recent, cut)
+end
 
 if advanced then
-  redis.call('HSET', key, 'ts', lts, 'seq', lseq, 'lat', tostring(llat), 'lon', tostring(llon), 'cell', lcell,
-    'rx', newRx, 'p', newP, 'recent', recent)
+  local b = advB
+  redis.call('HSET', key, 'ts', ARGV[b], 'seq', ARGV[b + 1], 'lat', ARGV[b + 2], 'lon', ARGV[b + 3], 'cell', ARGV[b + 4],
+    'rx', ARGV[b + 5], 'p', ARGV[b + 6], 'recent', recent)
   redis.call('PEXPIRE', key, ttl)
-elseif redis.call('EXISTS', key) == 1 then
+elseif #added > 0 and redis.call('EXISTS', key) == 1 then
   redis.call('HSET', key, 'recent', recent)
 end
 if candChanged then

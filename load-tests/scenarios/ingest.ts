@@ -7,28 +7,34 @@ import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
 import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
 import { round } from '../lib/hist.js';
-import { MB, procSample } from '../lib/proc-stat.js';
+import { MB, procSample, type ProcSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
-import { startBenchGateway } from '../lib/stack.js';
+import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 
-export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number }
+export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number; gateways: number }
 
 export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<ScenarioResult> {
   await cleanRedis(ctx.stack.redisUrl);
-  const gw = await startBenchGateway({ stack: ctx.stack, keyPrefix: scenarioPrefix(p.name) });
+  // One gateway process per core is the design's deployment; --ingest-gateways N spreads the
+  // sockets round-robin over N gateways (CPU and RSS are summed over them).
+  const prefix = scenarioPrefix(p.name);
+  const gws: GatewayChild[] = [];
   try {
+    for (let i = 0; i < p.gateways; i++) gws.push(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`));
+    const sample = (): ProcSample => gws.map((g) => procSample(g.pid)).reduce((a, b) => ({ cpuSeconds: a.cpuSeconds + b.cpuSeconds, rssBytes: a.rssBytes + b.rssBytes }));
     await sleep(300);
-    const base = procSample(gw.pid);
-    progress(`${p.name}: opening ${p.drivers} driver sockets`);
-    const opened = await openDrivers(gw.url, p.drivers, { prefix: 'drv', encoding: 'msgpack' });
-    const conn = procSample(gw.pid);
+    const base = sample();
+    progress(`${p.name}: opening ${p.drivers} driver sockets on ${gws.length} gateway(s)`);
+    const parts = await Promise.all(gws.map((g, i) => openDrivers(g.url, Math.floor(p.drivers / gws.length) + (i < p.drivers % gws.length ? 1 : 0), { prefix: `drv${i}`, encoding: 'msgpack' })));
+    const opened = { clients: parts.flatMap((x) => x.clients), vehicles: parts.flatMap((x) => x.vehicles), failed: parts.reduce((a, x) => a + x.failed, 0), firstError: parts.map((x) => x.firstError).find(Boolean) };
+    const conn = sample();
     if (opened.clients.length === 0) throw new Error(`no driver connected: ${opened.firstError}`);
     if (p.warmupSeconds > 0) await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.warmupSeconds, label: `${p.name} warm-up` });
-    const g0 = procSample(gw.pid);
+    const g0 = sample();
     const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
     progress(`${p.name}: ${p.rate} pings/s offered, ${p.batch}/frame, ${opened.clients.length} sockets, ${p.seconds}s`);
     const s = await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.seconds, label: p.name });
-    const g1 = procSample(gw.pid);
+    const g1 = sample();
     const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
     await closeDrivers(opened.clients);
     const accepted = s.pingsAccepted / s.seconds;
@@ -41,7 +47,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
     const errorRate = s.pingsSent > 0 ? (s.pingErrors + s.frameFailures * p.batch) / s.pingsSent : 0;
     return {
       scenario: p.name,
-      load: `${opened.clients.length} sockets, ${p.rate} pings/s offered, ${p.batch}/frame, ${p.seconds}s`,
+      load: `${opened.clients.length} sockets, ${p.rate} pings/s offered, ${p.batch}/frame, ${p.seconds}s${gws.length > 1 ? `, ${gws.length} gateways` : ''}`,
       latency: lat,
       latencyOf: 'frame sent → ack received (ms)',
       throughput: { value: Math.round(accepted), unit: 'pings/s accepted' },
@@ -49,7 +55,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
       cpu: {
         'gateway s/100k pings': round(per100k(g1.cpuSeconds - g0.cpuSeconds), 3),
         'redis s/100k pings': round(per100k(r1 - r0), 3),
-        'gateway cores': round((g1.cpuSeconds - g0.cpuSeconds) / s.seconds, 2),
+        [gws.length > 1 ? 'gateways cores' : 'gateway cores']: round((g1.cpuSeconds - g0.cpuSeconds) / s.seconds, 2),
         'redis cores': round((r1 - r0) / s.seconds, 2),
       },
       memory: {
@@ -69,7 +75,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
       extra: { ...s, ack: undefined, framesPerSec: round(s.framesAcked / s.seconds, 1), offered: p.rate },
     };
   } finally {
-    await gw.stop();
+    for (const g of gws) await g.stop();
   }
 }
 
@@ -78,6 +84,6 @@ export function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const rate = o.rate || (o.smoke ? 20_000 : 50_000);
   return runIngest(ctx, {
     name: 'ingest', batch: o.batch, rate, drivers: o.drivers || (o.smoke ? 200 : 1000),
-    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 50_000,
+    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 50_000, gateways: o.ingestGateways,
   });
 }

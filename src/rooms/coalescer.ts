@@ -35,16 +35,22 @@ export interface CoalescerOptions {
 export interface Coalescer {
   moved(moves: readonly LiveMove[]): void;
   expired(gone: readonly LivePosition[], now?: number): void;
-  /** Returns and clears what accumulated since the last call. */
-  take(): { tiles: TileFrame[]; entities: EntityFrame[] };
+  /**
+   * Returns and clears what accumulated, for the rooms whose last frame is at least `minGapMs`
+   * old (the others stay pending): a quiet room's first change goes out at once, a busy room
+   * gets at most one frame per `minGapMs`.
+   */
+  take(now?: number, minGapMs?: number): { tiles: TileFrame[]; entities: EntityFrame[] };
   pendingRooms(): number;
 }
 
 interface TileAcc { tile: string; updates: Map<string, EntityUpdate>; left: Map<string, LeftEntity> }
 
 export function createCoalescer(o: CoalescerOptions): Coalescer {
-  let tiles = new Map<string, TileAcc>();
-  let entities = new Map<string, EntityFrame>();
+  const tiles = new Map<string, TileAcc>();
+  const entities = new Map<string, EntityFrame>();
+  /** Rooms that got a frame less than minGapMs ago (room → when). */
+  const lastSent = new Map<string, number>();
 
   const acc = (room: string, tile: string): TileAcc => {
     let a = tiles.get(room);
@@ -98,17 +104,24 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
         if (o.isActive(er)) entities.set(er, { room: er, id: g.id, gone: true });
       }
     },
-    take() {
-      const t = tiles;
-      const e = entities;
-      tiles = new Map();
-      entities = new Map();
+    take(now = Date.now(), minGapMs = 0) {
+      for (const [room, at] of lastSent) if (now - at >= minGapMs) lastSent.delete(room);
       const out: TileFrame[] = [];
-      for (const [room, a] of t) {
+      for (const [room, a] of tiles) {
+        if (lastSent.has(room)) continue;
+        tiles.delete(room);
         if (a.updates.size === 0 && a.left.size === 0) continue;
+        if (minGapMs > 0) lastSent.set(room, now);
         out.push({ room, tile: a.tile, updates: [...a.updates.values()], left: [...a.left.values()] });
       }
-      return { tiles: out, entities: [...e.values()] };
+      const ents: EntityFrame[] = [];
+      for (const [room, f] of entities) {
+        if (lastSent.has(room)) continue;
+        entities.delete(room);
+        if (minGapMs > 0) lastSent.set(room, now);
+        ents.push(f);
+      }
+      return { tiles: out, entities: ents };
     },
     pendingRooms: () => tiles.size + entities.size,
   };

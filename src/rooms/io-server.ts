@@ -260,7 +260,7 @@ export function createRooms(d: RoomsDeps): Rooms {
 
   function flush(): void {
     if (coalescer.pendingRooms() === 0) return;
-    const { tiles, entities } = coalescer.take();
+    const { tiles, entities } = coalescer.take(Date.now(), o.coalesceMs);
     for (const f of tiles) {
       if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates));
       if (f.left.length > 0) io.to(f.room).emit('left', f.tile, packr.pack(f.left));
@@ -324,7 +324,9 @@ export function createRooms(d: RoomsDeps): Rooms {
     async start() {
       await registry.start();
       const every = (ms: number, fn: () => void): void => { const t = setInterval(fn, ms); t.unref(); timers.push(t); };
-      every(o.coalesceMs, flush);
+      // Leading edge: a room's first change after a quiet interval goes out on the next tick
+      // (≤ 5 ms); a busy room still gets at most one frame per coalesceMs.
+      every(Math.max(1, Math.min(5, Math.floor(o.coalesceMs / 5))), flush);
       every(o.aggregateIntervalMs, () => { void sendAggregates(); });
       every(Math.min(250, Math.max(50, o.coalesceMs * 4)), dropSlowClients);
     },

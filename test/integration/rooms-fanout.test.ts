@@ -144,15 +144,17 @@ test('stopping one gateway disconnects only its own map clients; they reconnect 
   const tile = cellOf(lon, lat, 15);
   // A minimal TCP load balancer in front of B; once B is gone it sends new connections to A.
   let target = B.port;
+  const conns = new Set<{ destroy(): unknown }>();
   const lb = createServer((c) => {
     const u = tcpConnect(target, '127.0.0.1');
+    conns.add(c).add(u);
     c.pipe(u).pipe(c);
     const end = (): void => { c.destroy(); u.destroy(); };
     c.on('error', end).on('close', end);
     u.on('error', end).on('close', end);
   });
   await new Promise<void>((resolve) => lb.listen(0, '127.0.0.1', resolve));
-  open.push({ close: () => new Promise((resolve) => lb.close(resolve)) });
+  open.push({ close: () => new Promise((resolve) => { lb.close(resolve); for (const c of conns) c.destroy(); }) });
   const onA = await MapClient.connect(A.url, await token('map-stay', ['subscribe']));
   const onB = await MapClient.connect(`http://127.0.0.1:${(lb.address() as AddressInfo).port}`, await token('map-gone', ['subscribe']));
   open.push(onA, onB);

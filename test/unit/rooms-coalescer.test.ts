@@ -63,3 +63,26 @@ test('expired entities leave every active tile and followed-entity room', () => 
   assert.deepEqual(tiles[0]!.left, [{ id: 'a', reason: 'expired', ts: 99 }]);
   assert.deepEqual(entities, [{ room: entityRoom('acme', 'a'), id: 'a', gone: true }]);
 });
+
+test('a room gets at most one frame per interval; a quiet room is sent at once', () => {
+  const tile = cellOf(P.lon, P.lat, 15);
+  const room = roomName('acme', tile);
+  const c = createCoalescer({ minZoom: 15, maxZoom: 15, isActive: (r) => r === room || r === entityRoom('acme', 'a') });
+  c.moved([{ now: pos('a', P, 1) }]);
+  let f = c.take(1000, 25);
+  assert.equal(f.tiles.length, 1, 'first change after a quiet period: sent at once');
+  assert.equal(f.entities.length, 1);
+  c.moved([{ now: pos('a', P, 2) }]);
+  c.moved([{ now: pos('a', P, 3) }]);
+  f = c.take(1010, 25);
+  assert.deepEqual(f.tiles, [], 'within the interval: held back');
+  assert.deepEqual(f.entities, []);
+  assert.equal(c.pendingRooms(), 2);
+  f = c.take(1025, 25);
+  assert.deepEqual(f.tiles[0]!.updates.map((u) => u.ts), [3], 'then one frame with the latest state');
+  assert.equal(f.entities[0]!.update?.ts, 3);
+  assert.equal(c.pendingRooms(), 0);
+  // Quiet again for an interval: the next change is sent at once.
+  c.moved([{ now: pos('a', P, 4) }]);
+  assert.equal(c.take(1051, 25).tiles.length, 1);
+});

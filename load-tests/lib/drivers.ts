@@ -118,6 +118,8 @@ export interface RateOptions {
   seconds: number;
   maxInFlight?: number;
   label: string;
+  /** Stop early once this many pings were sent (closed-loop backlogs). */
+  stopAfterPings?: number;
   /** Called for every ping built (vehicle index, ping), e.g. to follow tracer entities. */
   onPing?: (i: number, p: Ping) => void;
 }
@@ -143,15 +145,22 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = performance.now();
-      if (now >= end) { clearInterval(timer); resolve(); return; }
+      if (now >= end || (o.stopAfterPings !== undefined && s.pingsSent >= o.stopAfterPings)) { clearInterval(timer); resolve(); return; }
       const target = Math.floor(((now - t0) / 1000) * framesPerSec);
       let budget = Math.min(target - due, 5000);
       due += Math.max(0, target - due);
       const wall = Date.now();
+      let idle = 0;
       while (budget-- > 0) {
         const i = rr++ % clients.length;
         const c = clients[i]!;
-        if (c.inFlight >= maxInFlight) { s.skipped++; continue; }
+        if (c.inFlight >= maxInFlight) {
+          s.skipped++;
+          // Every socket is full: the rest of this tick's budget would be skipped too.
+          if (++idle >= clients.length) { s.skipped += budget; break; }
+          continue;
+        }
+        idle = 0;
         const v = vehicles[i]!;
         let frame: Ping | Ping[];
         if (o.batch === 1) { frame = v.next(wall, dtMs); o.onPing?.(i, frame); }

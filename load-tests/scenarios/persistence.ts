@@ -103,8 +103,10 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
     const backlog = o.smoke ? 15_000 : 300_000;
     progress(`persistence (${mode}): drain phase, backlog ${backlog} pings`);
     const rowsBefore = rows;
+    // Closed loop (at most 2 unacknowledged frames per socket), so the backlog goes in as fast
+    // as the gateway takes it without overloading it.
     const b = await sendAtRate(opened.clients, opened.vehicles, {
-      rate: Math.max(rate, 20_000), batch: Math.max(o.batch, 25), seconds: backlog / Math.max(rate, 20_000), label: `persist-${mode} backlog`, maxInFlight: 8,
+      rate: 200_000, batch: Math.max(o.batch, 25), seconds: o.smoke ? 10 : 60, stopAfterPings: backlog, label: `persist-${mode} backlog`, maxInFlight: 2,
       onPing: (i, p) => { if (i < TRACERS) sentTs.get(p.id)?.push(p.ts); },
     });
     await closeDrivers(opened.clients);

@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
@@ -14,8 +15,9 @@ import {
 /**
  * Exactly-once rows independent of batching: a known ping set (duplicates, out of order,
  * late pings for windows already written, cross-cell moves, same ts with two seqs, a poison
- * entry) is fed to the cell streams in three rounds with flushes in between, through small
- * reads (WORKER_READ_COUNT=40); positions and cell_stats must equal the independent model.
+ * entry) is fed to the cell streams in three rounds with flushes in between, in many small
+ * flushes (WORKER_READ_COUNT=10, WORKER_MAX_BATCH=30); positions and cell_stats must equal
+ * the independent model. Also: dead letters, stream trimming, status key, /metrics.
  */
 let redis: Redis;
 
@@ -59,13 +61,22 @@ function shuffle<T>(xs: T[], r: () => number): T[] {
   return a;
 }
 
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 async function runMode(mode: 'window' | 'raw'): Promise<void> {
   const db = await createTestDatabase();
+  const metricsPort = await freePort();
   const prefix = randomKeyPrefix();
   const keys = createKeys(prefix);
   const worker = await startWorker({
     REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '200',
-    PERSIST_MODE: mode, WORKER_READ_COUNT: '40', INSTANCE_ID: `w-${mode}`,
+    PERSIST_MODE: mode, WORKER_READ_COUNT: '10', WORKER_MAX_BATCH: '30', INSTANCE_ID: `w-${mode}`, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(metricsPort),
   });
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
@@ -133,6 +144,15 @@ async function runMode(mode: 'window' | 'raw'): Promise<void> {
     assert.equal(status.mode, mode);
     assert.equal(typeof status.lag_ms, 'number');
     assert.ok(await redis.zscore(keys.activeCells, cellMember('acme', all[0]!.cell)));
+    // Prometheus metrics of the worker (WORKER_METRICS_PORT).
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+    assert.equal(value('geoflux_worker_pings_persisted_total'), uniquePings(all).length);
+    assert.equal(value('geoflux_worker_dead_letters_total'), 3);
+    assert.ok(value('geoflux_worker_rows_written_total{table="positions"}') >= expectedPositions(all, mode).length);
+    assert.ok(value('geoflux_worker_flush_duration_seconds_count') > 3, `several flushes: ${metrics.split('\n').filter((l) => l.includes('flush_duration')).join('\n')}`);
+    assert.ok(Number.isFinite(value('geoflux_worker_persistence_lag_seconds')));
+    assert.ok(Number.isFinite(value('geoflux_worker_entries_pending')));
   } finally {
     await client.end();
     assert.equal(await worker.stop(), 0);

@@ -84,6 +84,8 @@ export const ROOM_ERROR_CODES = {
   TOO_MANY_TILES: 'TOO_MANY_TILES',
   /** The token may not follow that entity. */
   FORBIDDEN: 'FORBIDDEN',
+  /** Redis failed while reading the snapshot; retry. */
+  UNAVAILABLE: 'UNAVAILABLE',
 } as const;
 
 export interface ServerToClientEventsExt {

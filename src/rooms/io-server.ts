@@ -187,7 +187,7 @@ export function createRooms(d: RoomsDeps): Rooms {
       guard(socket, 'subscribe', async () => {
         await joinAndSnapshot(socket, tiles);
         reply(okAck(tiles));
-      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
+      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'snapshot failed' }));
     });
 
     socket.on('viewport', (req, ack) => {
@@ -215,7 +215,7 @@ export function createRooms(d: RoomsDeps): Rooms {
       guard(socket, 'viewport', async () => {
         await joinAndSnapshot(socket, added);
         reply(okAck([...next]));
-      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'snapshot failed' }));
+      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'snapshot failed' }));
     });
 
     socket.on('unsubscribe', (req, ack) => {
@@ -246,7 +246,7 @@ export function createRooms(d: RoomsDeps): Rooms {
         const u = await reader.entity(tenant, id);
         if (u) socket.emit('entity', id, packr.pack(u));
         reply({ ok: true, id });
-      }, () => reply({ ok: false, code: 'UNAVAILABLE', message: 'follow failed' }));
+      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'follow failed' }));
     });
 
     socket.on('unfollow', (req, ack) => {

@@ -188,6 +188,12 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     } catch (err) {
       if (!isAppError(err)) throw err;
       ingestMetrics.rejected.inc({ code: err.code });
+      // An undecodable frame costs one token: a flood of garbage is rate limited too.
+      data.bucket.take(1);
+      if (data.bucket.abusive) {
+        closeWith(ws, data, 'RATE_LIMITED', 'sustained rate above the limit');
+        return;
+      }
       result = { count: 0, seq: null, errors: [{ code: err.code, message: err.message }] };
     }
     const answer = (r: FrameOutcome): void => {

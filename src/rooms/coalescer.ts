@@ -10,6 +10,8 @@ export interface TileFrame {
   /** Latest state of each changed entity (one per id). */
   updates: EntityUpdate[];
   left: LeftEntity[];
+  /** When the oldest change in this frame was offered (ms epoch): coalescing delay = send time - since. */
+  since: number;
 }
 
 /** What one followed-entity room gets in one interval. */
@@ -44,7 +46,7 @@ export interface Coalescer {
   pendingRooms(): number;
 }
 
-interface TileAcc { tile: string; updates: Map<string, EntityUpdate>; left: Map<string, LeftEntity> }
+interface TileAcc { tile: string; updates: Map<string, EntityUpdate>; left: Map<string, LeftEntity>; since: number }
 
 export function createCoalescer(o: CoalescerOptions): Coalescer {
   const tiles = new Map<string, TileAcc>();
@@ -54,7 +56,7 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
 
   const acc = (room: string, tile: string): TileAcc => {
     let a = tiles.get(room);
-    if (!a) tiles.set(room, (a = { tile, updates: new Map(), left: new Map() }));
+    if (!a) tiles.set(room, (a = { tile, updates: new Map(), left: new Map(), since: Date.now() }));
     return a;
   };
 
@@ -112,7 +114,7 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
         tiles.delete(room);
         if (a.updates.size === 0 && a.left.size === 0) continue;
         if (minGapMs > 0) lastSent.set(room, now);
-        out.push({ room, tile: a.tile, updates: [...a.updates.values()], left: [...a.left.values()] });
+        out.push({ room, tile: a.tile, updates: [...a.updates.values()], left: [...a.left.values()], since: a.since });
       }
       const ents: EntityFrame[] = [];
       for (const [room, f] of entities) {

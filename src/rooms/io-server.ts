@@ -260,8 +260,10 @@ export function createRooms(d: RoomsDeps): Rooms {
 
   function flush(): void {
     if (coalescer.pendingRooms() === 0) return;
-    const { tiles, entities } = coalescer.take(Date.now(), o.coalesceMs);
+    const now = Date.now();
+    const { tiles, entities } = coalescer.take(now, o.coalesceMs);
     for (const f of tiles) {
+      roomsMetrics.coalesceDelay.observe((now - f.since) / 1000);
       if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates));
       if (f.left.length > 0) io.to(f.room).emit('left', f.tile, packr.pack(f.left));
       roomsMetrics.frames.inc(f.updates.length > 0 && f.left.length > 0 ? 2 : 1);

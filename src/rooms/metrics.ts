@@ -1,4 +1,4 @@
-import { Counter, Gauge, register } from 'prom-client';
+import { Counter, Gauge, Histogram, register } from 'prom-client';
 
 function getOr<T>(name: string, make: () => T): T {
   return (register.getSingleMetric(name) as T | undefined) ?? make();
@@ -14,6 +14,10 @@ export const roomsMetrics = {
   })),
   entityUpdates: getOr('geoflux_room_entity_updates_total', () => new Counter({
     name: 'geoflux_room_entity_updates_total', help: 'Entity updates carried by room frames broadcast by this gateway',
+  })),
+  coalesceDelay: getOr('geoflux_room_coalesce_delay_seconds', () => new Histogram({
+    name: 'geoflux_room_coalesce_delay_seconds', help: 'From a live change offered to a room (after Redis) to its frame being broadcast',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5],
   })),
   slowDisconnects: getOr('geoflux_map_slow_disconnects_total', () => new Counter({
     name: 'geoflux_map_slow_disconnects_total', help: 'Map clients disconnected because their send buffer exceeded rooms.slowClientBufferBytes',

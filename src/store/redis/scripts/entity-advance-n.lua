@@ -8,7 +8,7 @@
   then per key k: n, then n groups of 7: ts, seq ('' if none), lat, lon, cell, rx, packed ping
   Returns per key { prevCell, prevLat, prevLon, d1 .. dn } (state before this call; '' when none) with
   d = 1 advanced live state, 2 older: history only, 0 duplicate (dropped), 3 implausible jump.
-  Duplicate = same ts and seq as one of the entity's recent pings (about the last 32).
+  Duplicate = same ts and seq as one of the entity's recent pings (the last ~12: a 256-byte ring).
   Implausible = (distance - slack) / max(|dt|, 1 s) above the limit, measured from the latest
   position; a flagged fix becomes a candidate and a next fix consistent with it re-anchors.
 ]]
@@ -77,8 +77,8 @@ for i = 0, n - 1 do
   end
 end
 if #added > 0 then recent = recent .. ' ' .. table.concat(added, ' ') end
-if #recent > 768 then
-  local cut = string.find(recent, ' ', #recent - 768, true)
+if #recent > 256 then
+  local cut = string.find(recent, ' ', #recent - 256, true)
   recent = string.sub(recent, cut)
 end
 

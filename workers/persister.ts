@@ -134,6 +134,9 @@ export function createPersister(d: PersisterDeps): Persister {
       return EMPTY;
     }
     carry = batch;
+    if (batch.gone.length > 0) {
+      log.error({ entries: batch.gone.length }, 'pending stream entries were trimmed before being persisted (lost): raise STREAM_MAX_LEN or add workers');
+    }
     // Poison first: dead-letter + ack, so a bad entry never blocks its cell.
     if (batch.poison.length > 0) {
       await reader.deadLetter(batch.poison);

@@ -102,7 +102,7 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
     for (const s of streams) pipe.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', s, id);
     const replies = (await pipe.exec()) ?? [];
     replies.forEach(([err, reply], i) => {
-      if (err) throw err;
+      if (err) { groups.clear(); throw err; } // e.g. NOGROUP after a Redis restart: recreate next time
       for (const [, list] of (reply as [Buffer, RawEntry[]][] | null) ?? []) {
         if (collect(streams[i]!, list, out) >= count) out.more = true;
       }
@@ -132,7 +132,7 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
       if (opts.claim) for (const s of streams) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, opts.claimIdleMs, '0-0', 'COUNT', count);
       const claims = opts.claim ? (await pipe.exec()) ?? [] : [];
       claims.forEach(([err, reply], i) => {
-        if (err) throw err;
+        if (err) { groups.clear(); throw err; }
         const [cursor, list, deleted] = reply as [Buffer, RawEntry[], Buffer[] | undefined];
         if (collect(streams[i]!, list, out) >= count || cursor.toString() !== '0-0') out.more = true;
         for (const d of deleted ?? []) out.gone.push({ stream: streams[i]!, entryId: d.toString() });

@@ -58,6 +58,8 @@ export function createPersister(d: PersisterDeps): Persister {
   let firstRead = true;
   /** A batch whose write failed: retried before anything new is read. */
   let carry: ReadResult | undefined;
+  /** The next batch, read while the previous one was being written (only when behind). */
+  let prefetch: Promise<ReadResult | undefined> | undefined;
   let attempt = 0;
   let lastStreams: string[] = [];
   const setState = (s: PersisterState): void => { log.info({ from: state, to: s }, 'persister state'); state = s; };
@@ -127,7 +129,12 @@ export function createPersister(d: PersisterDeps): Persister {
   async function flushOnce(): Promise<FlushStats> {
     const endTimer = workerMetrics.flushDuration.startTimer();
     const t0 = performance.now();
-    const batch = carry ?? (await readBatch());
+    let batch = carry;
+    if (!batch) {
+      const pre = prefetch;
+      prefetch = undefined;
+      batch = pre ? await pre : await readBatch();
+    }
     const readMs = Math.round(performance.now() - t0);
     if (!batch || (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0)) {
       await report(undefined);
@@ -144,6 +151,11 @@ export function createPersister(d: PersisterDeps): Persister {
       workerMetrics.deadLetters.inc(batch.poison.length);
       for (const p of batch.poison) log.warn({ stream: p.stream, entryId: p.entryId, reason: p.reason }, 'poison entry dead-lettered');
       batch.poison = [];
+    }
+    // Backlog (catch-up): read the next batch from Redis while PostgreSQL writes this one.
+    if (batch.more && !prefetch) {
+      prefetch = readBatch();
+      prefetch.catch(() => undefined); // surfaces when awaited by the next flush
     }
     let res: WriteResult;
     try {

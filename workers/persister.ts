@@ -238,6 +238,8 @@ export function createPersister(d: PersisterDeps): Persister {
         setState('draining');
         clearTimeout(timer);
         await inFlight.catch(() => undefined);
+        // A batch read ahead is written too (else it waits for WORKER_CLAIM_IDLE_MS elsewhere).
+        if (prefetch && !carry) await flushOnce().catch((err: unknown) => log.warn({ err }, 'final flush failed; entries stay pending'));
         setState('stopped');
         await status.clear().catch(() => undefined);
       })();

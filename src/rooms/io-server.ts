@@ -95,7 +95,7 @@ export function createRooms(d: RoomsDeps): Rooms {
   const nsp = io.of('/');
   const reader = createRoomReader(d.pub, d.keys, { ingestZoom: d.ingestZoom, entityTtlSeconds: d.entityTtlSeconds, aggregateDepth: o.aggregateDepth });
   const registry = createRoomRegistry({
-    redis: d.pub, sub: d.pub.duplicate(), keys: d.keys, log: d.log, refreshMs: o.registryRefreshMs,
+    redis: d.pub, sub: d.sub, keys: d.keys, log: d.log, refreshMs: o.registryRefreshMs,
     *localRooms() {
       for (const room of nsp.adapter.rooms.keys()) {
         const r = parseRoom(room);

@@ -22,7 +22,7 @@ export interface RoomRegistry {
 
 export interface RoomRegistryDeps {
   redis: Redis;
-  /** A dedicated subscriber connection; the registry closes it in stop(). */
+  /** Subscriber connection (borrowed: the adapter's; the registry only adds its channel and listener). */
   sub: Redis;
   keys: Keys;
   log: Logger;
@@ -94,7 +94,7 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
       if (timer) clearInterval(timer);
       timer = undefined;
       d.sub.off('message', onMessage);
-      try { await d.sub.quit(); } catch { d.sub.disconnect(); }
+      try { await d.sub.unsubscribe(d.keys.activeRoomsChannel); } catch (err) { d.log.debug({ err }, 'room registry unsubscribe failed'); }
     },
   };
 }

@@ -14,13 +14,17 @@ let env: IngestEnv;
 let jwksEnv: IngestEnv;
 let dir: string;
 let privateKey: Parameters<typeof mintKeyToken>[0];
+let rsaKey: Parameters<typeof mintKeyToken>[0];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'gf-jwks-'));
   const kp = await generateKeyPair('ES256', { extractable: true });
   privateKey = kp.privateKey;
   const jwk = { ...(await exportJWK(kp.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [jwk] }));
+  const rsa = await generateKeyPair('RS256', { extractable: true });
+  rsaKey = rsa.privateKey;
+  const rsaJwk = { ...(await exportJWK(rsa.publicKey)), kid: 'r1', alg: 'RS256', use: 'sig' };
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [jwk, rsaJwk] }));
   [env, jwksEnv] = await Promise.all([startIngestEnv(), startIngestEnv({ JWKS_FILE: join(dir, 'jwks.json') })]);
 });
 after(async () => {
@@ -115,12 +119,15 @@ test('REST: scopes and tenant isolation on every query endpoint and POST /v1/pin
   assert.equal((await post(ingestOnly)).status, 200);
 });
 
-test('JWKS (ES256): key-signed tokens accepted, HS256 dev tokens refused, unknown kid refused', async () => {
+test('JWKS (ES256, RS256): key-signed tokens accepted, HS256 dev tokens refused, unknown kid refused', async () => {
   const opts = { sub: 'ev-1', tenant: 'acme', scopes: ['ingest' as const], ttlSeconds: 60, issuer: 'geoflux' };
   const good = await mintKeyToken(privateKey, 'ES256', 'k1', opts);
   const c = await DriverClient.connect(jwksEnv.gw.url, good);
   assert.equal((await c.send(ping('ev-1'))).count, 1);
   await c.close();
+  const rc = await DriverClient.connect(jwksEnv.gw.url, await mintKeyToken(rsaKey, 'RS256', 'r1', { ...opts, sub: 'ev-2' }));
+  assert.equal((await rc.send(ping('ev-2'))).count, 1);
+  await rc.close();
   assert.equal((await refused(jwksEnv.gw.url, await token('ev-1', ['ingest']))).status, 401);
   assert.equal((await refused(jwksEnv.gw.url, await mintKeyToken(privateKey, 'ES256', 'other', opts))).status, 401);
   const other = await generateKeyPair('ES256');

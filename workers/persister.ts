@@ -37,6 +37,9 @@ const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 15_000;
 /** Cells that saw no ping for this long are no longer polled (their streams are drained by then). */
 const ACTIVE_WINDOW_MS = 24 * 3600_000;
+/** Consumers of dead workers (nothing pending, idle this long) leave the group. */
+const CONSUMER_IDLE_MS = 3600_000;
+const PRUNE_EVERY_MS = 600_000;
 
 /**
  * Every flush interval: read what arrived on the active cell streams (own pending after a
@@ -182,8 +185,14 @@ export function createPersister(d: PersisterDeps): Persister {
     return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more, steps: res.steps };
   }
 
+  let lastPrune = Date.now();
   async function report(flushed: { pings: number; rows: number; seconds: number } | undefined): Promise<void> {
     try {
+      if (Date.now() - lastPrune > PRUNE_EVERY_MS) {
+        lastPrune = Date.now();
+        const removed = await reader.pruneConsumers(lastStreams, CONSUMER_IDLE_MS);
+        if (removed) log.info({ removed }, 'removed idle consumers of dead workers');
+      }
       const info = await reader.inspect(lastStreams, flushed !== undefined);
       const lagMs = info.oldestMs === undefined ? 0 : Math.max(0, Date.now() - info.oldestMs);
       workerMetrics.entriesPending.set(info.pending);

@@ -153,6 +153,34 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
       if (failed) throw failed[0];
     },
 
+    /**
+     * Removes consumers of dead workers (another pid, another host) from the group once they
+     * hold nothing (pending 0) and have been idle longer than `idleMs`; live workers read
+     * every flush, so their idle time stays small. Returns how many were removed.
+     */
+    async pruneConsumers(streams: string[], idleMs: number): Promise<number> {
+      if (streams.length === 0) return 0;
+      const p1 = redis.pipeline();
+      for (const s of streams) p1.xinfo('CONSUMERS', s, group);
+      const infos = (await p1.exec()) ?? [];
+      const p2 = redis.pipeline();
+      let n = 0;
+      infos.forEach(([err, reply], i) => {
+        if (err) return;
+        for (const c of reply as unknown[][]) {
+          const m = new Map<string, unknown>();
+          for (let j = 0; j + 1 < c.length; j += 2) m.set(String(c[j]), c[j + 1]);
+          const name = String(m.get('name'));
+          if (name !== consumer && Number(m.get('pending')) === 0 && Number(m.get('idle')) > idleMs) {
+            p2.xgroup('DELCONSUMER', streams[i]!, group, name);
+            n++;
+          }
+        }
+      });
+      if (n > 0) await p2.exec();
+      return n;
+    },
+
     /** Copies poison entries to the dead-letter stream with the reason (caller acks them). */
     async deadLetter(list: PoisonEntry[], maxLen = 100_000): Promise<void> {
       if (list.length === 0) return;

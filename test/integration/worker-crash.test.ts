@@ -6,6 +6,7 @@ import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/se
 import { startWorker, startNode } from '../helpers/processes.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys } from '../../src/store/redis/keys.js';
+import { createStreamReader } from '../../workers/stream-reader.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
 
@@ -93,4 +94,12 @@ test('kill -9 after commit before ack, and mid-flush: exactly-once rows', async 
   assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions after crashes');
   assertRowsMatch(await readCells(client), expectedCells(all), ['mean_speed', 'max_speed'], 'cell_stats after crashes');
   assert.equal(await c.stop(), 0);
+
+  // The dead workers' consumers hold nothing now and leave the group.
+  const removed = await createStreamReader(redis, keys, 'persist', 'crash-c', 10).pruneConsumers(allStreams, 0);
+  assert.ok(removed >= 2, `consumers of dead workers removed (${removed})`);
+  for (const s of allStreams) {
+    const names = ((await redis.xinfo('CONSUMERS', s, 'persist')) as unknown[][]).map((c) => String(c[1]));
+    assert.ok(names.every((n) => n === 'crash-c'), `${s}: ${names.join(',')}`);
+  }
 });

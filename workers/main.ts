@@ -25,6 +25,10 @@ await runProcess({
   shutdownTimeoutMs: cfg.shutdown.timeoutMs,
   async start() {
     const w = cfg.worker;
+    if (w.dedupRetentionDays * 86_400_000 < cfg.ingest.maxAgeMs + 86_400_000) {
+      log.warn({ dedupRetentionDays: w.dedupRetentionDays, ingestMaxAgeMs: cfg.ingest.maxAgeMs },
+        'DEDUP_RETENTION_DAYS should exceed INGEST_MAX_AGE_MS by a day: older late pings could be counted twice');
+    }
     const redis = await connectRedis(cfg.redis.url, log, 'worker');
     const pg = await connectPg(cfg.database.url, log, 4, 'geoflux-worker');
     await migrate(pg, log);

@@ -38,29 +38,27 @@ export interface BenchOptions {
   /** Where the JSON result goes (default load-tests/results/bench-<time>.json). */
   out: string | undefined;
   smoke: boolean;
-  keepStack: boolean;
 }
 
 export const HELP = `npm run bench -- [options]
 
   --scenario <name[,name]>  ${SCENARIOS.join(', ')}, or or 'all' (default: all)
   --duration <s>            measured seconds per scenario            (smoke: 6, --full: 60)
-  --rate <n>                offered pings/s (ingest, persistence) or requests/s (nearby)
+  --rate <n>                offered pings/s (ingest, persistence, fanout) or requests/s (nearby)
   --drivers <n>             driver sockets for ingest / fanout
   --batch <n>               pings per frame in batched ingest        (default 25)
-  --subscribers <n>         map subscribers for fanout               (smoke: 200)
+  --subscribers <n>         map subscribers for fanout               (smoke: 200, --full: 1000)
   --gateways <n>            gateways for fanout                      (default 2)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
-  --idle <n>                idle driver sockets                      (smoke: 2000)
+  --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
   --scale-drivers <n>       connection scale: drivers                (smoke: 2000, --full: 20000)
   --scale-maps <n>          connection scale: map clients            (smoke: 500, --full: 5000)
-  --copy-rows <n>           rows for the COPY ceiling                (smoke: 100000)
-  --redis-bench-n <n>       requests per redis-benchmark run         (smoke: 200000)
+  --copy-rows <n>           rows for the COPY ceiling                (smoke: 100000, --full: 500000)
+  --redis-bench-n <n>       requests per redis-benchmark run         (smoke: 200000, --full: 1000000)
   --persist-mode <m>        window | raw | both                      (default both)
   --no-ceilings             skip the ceiling measurements
   --out <file>              JSON result path
-  --full                    the larger sizes of docs/benchmarks.md instead of the smoke
-  --keep-stack              leave the bench Redis/PostgreSQL running (default: left running; they are private)
+  --full                    the target sizes of docs/benchmarks.md instead of the smoke
 `;
 
 export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
@@ -72,7 +70,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       gateways: { type: 'string' }, 'ingest-gateways': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
       'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
       'persist-mode': { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
-      full: { type: 'boolean' }, 'keep-stack': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      full: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return 'help';
@@ -111,6 +109,5 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     persistMode: mode as BenchOptions['persistMode'],
     out: values.out,
     smoke: !full,
-    keepStack: values['keep-stack'] === true,
   };
 }

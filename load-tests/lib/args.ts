@@ -42,7 +42,7 @@ export interface BenchOptions {
 
 export const HELP = `npm run bench -- [options]
 
-  --scenario <name[,name]>  ${SCENARIOS.join(', ')}, or or 'all' (default: all)
+  --scenario <name[,name]>  ${SCENARIOS.join(', ')} or all (default: all)
   --duration <s>            measured seconds per scenario            (smoke: 6, --full: 60)
   --rate <n>                offered pings/s (ingest, persistence, fanout) or requests/s (nearby)
   --drivers <n>             driver sockets for ingest / fanout

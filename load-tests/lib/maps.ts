@@ -6,11 +6,11 @@ import { progress } from './report.js';
 
 export interface Viewer { client: MapClient; tile: string; updates: number; frames: number }
 
-export interface ViewerStats { viewers: Viewer[]; failed: number; firstError?: string; delay: Latency; updates: number; frames: number; measuring: boolean }
+export interface ViewerStats { viewers: Viewer[]; failed: number; firstError?: string; delay: Latency; /** Delay per gateway (index of `urls`). */ delayByGateway: Latency[]; updates: number; frames: number; measuring: boolean }
 
 /** Opens `n` viewers, viewer i on gateway urls[i % urls.length], subscribed to tiles[i]. */
 export async function openViewers(urls: string[], tiles: string[], o: { concurrency?: number; deadlineMs?: number } = {}): Promise<ViewerStats> {
-  const st: ViewerStats = { viewers: [], failed: 0, delay: new Latency(), updates: 0, frames: 0, measuring: false };
+  const st: ViewerStats = { viewers: [], failed: 0, delay: new Latency(), delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, measuring: false };
   let next = 0;
   const deadline = Date.now() + (o.deadlineMs ?? 120_000);
   let lastLog = Date.now();
@@ -19,6 +19,7 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
       const i = next++;
       try {
         const token = await benchToken(`viewer-${i}`, ['subscribe']);
+        const gwDelay = st.delayByGateway[i % urls.length]!;
         const client = await MapClient.connect(urls[i % urls.length]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
         const v: Viewer = { client, tile: tiles[i]!, updates: 0, frames: 0 };
         client.on('update', (_tile, updates, receivedAt) => {
@@ -27,7 +28,7 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
           st.frames++;
           v.updates += updates.length;
           st.updates += updates.length;
-          for (const u of updates) st.delay.record(receivedAt - u.ts);
+          for (const u of updates) { st.delay.record(receivedAt - u.ts); gwDelay.record(receivedAt - u.ts); }
         });
         const ack = await client.subscribeTiles([v.tile]);
         if (!ack.ok) throw new Error(`subscribe refused: ${ack.code} ${ack.message}`);

@@ -70,11 +70,12 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         'ack p99': { target: '< 50 ms', value: s.ack.summary().p99, ok: s.ack.summary().p99 < 50 },
       },
       notes: [
+        `delivery p50/p99 by subscriber gateway: ${vs.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i === 0 ? ' (drivers here)' : ' (via Redis)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
         `frames ${vs.frames}, ${round(vs.updates / Math.max(1, vs.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
         ...(vs.failed ? [`${vs.failed} subscribers failed: ${vs.firstError}`] : []),
         ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
       ],
-      extra: { starved: st, frames: vs.frames, updates: vs.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
+      extra: { delayByGateway: vs.delayByGateway.map((h) => h.summary()), starved: st, frames: vs.frames, updates: vs.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
     };
   } finally {
     for (const g of gws) await g.stop();

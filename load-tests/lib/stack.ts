@@ -103,9 +103,22 @@ export async function startBenchGateway(e: BenchEnv, name = 'gateway'): Promise<
 }
 
 export async function startBenchWorker(e: BenchEnv, name = 'worker'): Promise<NodeChild> {
-  const child = startNodeChild(name, 'dist/workers/main.js', serviceEnv(e));
+  const child = startNodeChild(name, 'dist/workers/main.js', { HOST: '127.0.0.1', ...serviceEnv(e) });
   await child.waitForLog((l) => l.msg === 'worker running');
   return child;
+}
+
+/** A free TCP port on 127.0.0.1 (for listeners that cannot take port 0, e.g. the worker's /metrics). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Raises this process's open-files limit (children inherit it); returns the limit in force. */

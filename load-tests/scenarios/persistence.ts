@@ -12,7 +12,7 @@ import { BENCH_TENANT, closeDrivers, openDrivers, sendAtRate } from '../lib/driv
 import { Latency, round } from '../lib/hist.js';
 import { MB, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
-import { startBenchGateway, startBenchWorker, type NodeChild } from '../lib/stack.js';
+import { freePort, startBenchGateway, startBenchWorker, type NodeChild } from '../lib/stack.js';
 
 const TRACERS = 20;
 
@@ -43,7 +43,17 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
   await cleanRedis(ctx.stack.redisUrl);
   const db = await freshDatabase(ctx.stack.databaseUrl);
   const stack = { ...ctx.stack, databaseUrl: db.url };
-  const env = { stack, keyPrefix: scenarioPrefix(`persist-${mode}`), extra: { PERSIST_MODE: mode, FLUSH_INTERVAL_MS: String(flushMs) } };
+  const metricsPort = await freePort();
+  const env = { stack, keyPrefix: scenarioPrefix(`persist-${mode}`), extra: { PERSIST_MODE: mode, FLUSH_INTERVAL_MS: String(flushMs), WORKER_METRICS_PORT: String(metricsPort) } };
+  // The worker's own lag gauge (geoflux_worker_persistence_lag_seconds), scraped alongside, as a cross-check.
+  const workerLag = new Latency();
+  const scrapeLag = async (): Promise<void> => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(1000) });
+      const m = /^geoflux_worker_persistence_lag_seconds(?:\{[^}]*\})? ([\d.eE+-]+)$/m.exec(await res.text());
+      if (m) workerLag.record(Number(m[1]) * 1000);
+    } catch { /* no metrics listener in this worker version */ }
+  };
   const gw = await startBenchGateway(env);
   const ws: NodeChild[] = [];
   const c = new pg.Client({ connectionString: db.url });
@@ -71,6 +81,7 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
         } catch (err) {
           progress(`persistence poll failed: ${(err as Error).message}`);
         }
+        if (ws.length === 1 && ws[0]!.name !== 'worker-drain') await scrapeLag();
         await sleep(250);
       }
     };
@@ -150,10 +161,11 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
       targets,
       notes: [
         `steady: ${s.pingsAccepted} pings -> ${rows} rows, caught up ${round(caughtUpSecs, 1)} s after start; drain: ${b.pingsAccepted} pings -> ${rowsAfter - rowsBefore} new rows${mode === 'window' ? ' (window rows that already existed are updated, not added)' : ''} in ${round(drainSecs, 1)} s = ${Math.round(pingsPerSec)} pings/s consumed per worker (Postgres CPU not included in worker cores)`,
+        ...(workerLag.count ? [`the worker's own lag gauge (steady phase): p50 ${workerLag.summary().p50} ms, p99 ${workerLag.summary().p99} ms, max ${workerLag.summary().max} ms`] : []),
         ...(unpersisted ? [`${unpersisted} tracer pings not persisted by the deadline (steady phase)`] : []),
         ...(drainUnpersisted ? [`${drainUnpersisted} tracer pings not persisted by the deadline (drain phase)`] : []),
       ],
-      extra: { rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
+      extra: { workerLag: workerLag.count ? workerLag.summary() : undefined, rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
     };
   } finally {
     await c.end().catch(() => undefined);

@@ -128,8 +128,15 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
     const drainUnpersisted = await waitCaughtUp(o.smoke ? 12_000 : 90_000);
     // Tracers done; let the flush that carried them commit everything else, then count.
     let rowsAfter = await countRows();
-    for (let k = 0; k < 20; k++) { await sleep(250); const n = await countRows(); if (n === rowsAfter) break; rowsAfter = n; }
-    const drainSecs = (performance.now() - td) / 1000;
+    let doneAt = performance.now();
+    for (let k = 0; k < 20; k++) {
+      await sleep(250);
+      const n = await countRows();
+      if (n === rowsAfter) break;
+      rowsAfter = n;
+      doneAt = performance.now();
+    }
+    const drainSecs = (doneAt - td) / 1000;
     const drainCpu = procSample(drainWorker.pid).cpuSeconds - d0;
     polling = false;
     await poller;

@@ -1,20 +1,13 @@
 /** Gateway composition root: config, clients, gateway, signals. */
-import { loadConfig, ConfigError } from './config/load.js';
 import { createLogger } from './log/logger.js';
-import { runProcess } from './lifecycle/run-process.js';
+import { runProcess, loadConfigOrExit } from './lifecycle/run-process.js';
 import { requireNativeUws, UwsFallbackError } from './gateway/uws.js';
 import { connectRedis, quitRedis } from './store/redis/client.js';
 import { connectPg, endPg } from './store/pg/pool.js';
 import { migrate } from './store/pg/migrate.js';
 import { createGateway } from './gateway/gateway.js';
 
-let cfg;
-try {
-  cfg = loadConfig();
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
-}
+const cfg = loadConfigOrExit();
 const log = createLogger(cfg, 'gateway');
 
 await runProcess({

@@ -1,7 +1,6 @@
 /** Worker composition root: config, clients, persister, partition maintenance, metrics, signals. */
-import { loadConfig, ConfigError } from '../src/config/load.js';
 import { createLogger } from '../src/log/logger.js';
-import { runProcess } from '../src/lifecycle/run-process.js';
+import { runProcess, loadConfigOrExit } from '../src/lifecycle/run-process.js';
 import { connectRedis, quitRedis } from '../src/store/redis/client.js';
 import { connectPg, endPg } from '../src/store/pg/pool.js';
 import { migrate } from '../src/store/pg/migrate.js';
@@ -9,13 +8,7 @@ import { createPersister } from './persister.js';
 import { createPartitionMaintenance } from './partitions.js';
 import { startMetricsServer, stopMetricsServer } from './metrics.js';
 
-let cfg;
-try {
-  cfg = loadConfig();
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n`);
-  process.exit(err instanceof ConfigError ? 2 : 1);
-}
+const cfg = loadConfigOrExit();
 const log = createLogger(cfg, 'worker');
 /** Test-only fault injection (not a config key): pause between COMMIT and XACK. */
 const delayAfterCommitMs = Number(process.env.GEOFLUX_FAULT_DELAY_AFTER_COMMIT_MS ?? 0) || 0;

@@ -1,4 +1,16 @@
 import type { Logger } from '../log/logger.js';
+import { loadConfig, ConfigError } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+
+/** Loads the config for a process entry point; on failure prints every problem and exits (2 = invalid config). */
+export function loadConfigOrExit(): Readonly<Config> {
+  try {
+    return loadConfig();
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  }
+}
 
 export interface Stoppable {
   stop(): Promise<void>;

@@ -33,6 +33,9 @@ export interface RoomRegistryDeps {
 
 export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
   let active = new Set<string>();
+  /** Rooms announced recently: kept across a refresh whose read may predate the announce. */
+  const announced = new Map<string, number>();
+  const remember = (room: string): void => { active.add(room); announced.set(room, Date.now()); };
   let timer: NodeJS.Timeout | undefined;
   let refreshing = false;
   const ttl = (): number => Date.now() + 3 * d.refreshMs;
@@ -57,6 +60,9 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
       if (!last || last[0]) throw last?.[0] ?? new Error('no reply');
       const next = new Set(last[1] as string[]);
       for (const r of local) next.add(r);
+      for (const [r, at] of announced) {
+        if (Date.now() - at < 3 * d.refreshMs) next.add(r); else announced.delete(r);
+      }
       active = next;
     } catch (err) {
       d.log.warn({ err }, 'room registry refresh failed');
@@ -66,7 +72,7 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
   }
 
   const onMessage = (channel: string, room: string): void => {
-    if (channel === d.keys.activeRoomsChannel) active.add(room);
+    if (channel === d.keys.activeRoomsChannel) remember(room);
   };
 
   return {
@@ -79,7 +85,7 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
     },
     async announce(rooms) {
       if (rooms.length === 0) return;
-      for (const r of rooms) active.add(r);
+      for (const r of rooms) remember(r);
       const exp = ttl();
       const pipe = d.redis.pipeline();
       const args: (string | number)[] = [];

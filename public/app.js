@@ -96,16 +96,27 @@ async function getToken() {
   return (await r.json()).token;
 }
 
-const token = await getToken();
+let token = await getToken();
 const authHeaders = { authorization: `Bearer ${token}` };
-const socket = io({ path: '/socket.io', transports: ['websocket'], auth: { token }, reconnectionDelay: 300, reconnectionDelayMax: 3000 });
+// auth as a function: every (re)connect presents a current token (the server disconnects a
+// socket whose token expired).
+const socket = io({
+  path: '/socket.io', transports: ['websocket'], reconnectionDelay: 300, reconnectionDelayMax: 3000,
+  auth: (cb) => { getToken().then((t) => { token = t; authHeaders.authorization = `Bearer ${t}`; cb({ token: t }); }, () => cb({ token })); },
+});
 
 socket.on('connect', () => {
   debug.connected = true;
   setConn(true);
   subscribeView(true);
 });
-socket.on('disconnect', () => { debug.connected = false; setConn(false); });
+socket.on('disconnect', (reason) => {
+  debug.connected = false;
+  setConn(false);
+  // socket.io-client does not retry after a server-side disconnect (shutdown, slow client,
+  // expired token): reconnect ourselves; the 'connect' handler re-subscribes (fresh snapshot).
+  if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 500 + Math.random() * 1000);
+});
 socket.on('connect_error', (err) => { debug.lastError = err.message; setConn(false, err.message); });
 function setConn(on, why) {
   const el = $('conn');

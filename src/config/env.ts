@@ -34,6 +34,7 @@ export const ENV_VARS = {
   INGEST_RATE_BURST: 'ingest.rateBurst',
   INGEST_RATE_ABUSE_PINGS: 'ingest.rateAbusePings',
   INGEST_MAX_BUFFERED_BYTES: 'ingest.maxBufferedBytes',
+  INGEST_MAX_PENDING_PINGS: 'ingest.maxPendingPings',
   QUERY_MAX_RADIUS_METERS: 'query.maxRadiusMeters',
   QUERY_MAX_LIMIT: 'query.maxLimit',
   ROOMS_MIN_ZOOM: 'rooms.minZoom',

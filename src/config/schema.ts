@@ -74,6 +74,8 @@ export const configSchema = z.object({
     rateAbusePings: int(1, 10_000_000),
     /** Backpressure: a frame arriving while this many bytes of replies are unread closes with 4030. */
     maxBufferedBytes: int(1024, 64 * 1024 * 1024),
+    /** Admission control: frames arriving while this many pings wait for Redis are refused (OVERLOADED). */
+    maxPendingPings: int(100, 10_000_000),
   }),
   query: z.object({
     maxRadiusMeters: int(1, 1_000_000),

@@ -82,7 +82,7 @@ export function createGateway(d: GatewayDeps): Gateway {
       log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, keys, keyPrefix: cfg.redis.keyPrefix,
       ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
     });
-    const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }));
+    const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }), cfg.ingest.maxPendingPings);
     ingest = registerIngestSocket(app, {
       log: log.child({ module: 'ingest' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom,
       maxBatch: cfg.ingest.maxBatch, maxPayloadBytes: cfg.ingest.maxPayloadBytes, idleTimeoutSeconds: cfg.ingest.idleTimeoutSeconds,

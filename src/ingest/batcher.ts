@@ -12,6 +12,8 @@ export interface IngestBatcher {
   submit(pings: AcceptedPing[]): Promise<Outcome[]>;
   /** Writes whatever is queued and waits for writes in flight. */
   drain(): Promise<void>;
+  /** True while more than the configured number of pings wait for Redis: refuse new frames. */
+  overloaded(): boolean;
 }
 
 export interface BatcherListeners {
@@ -27,8 +29,10 @@ interface Pending { pings: AcceptedPing[]; resolve: (o: Outcome[]) => void; reje
  * Coalesces every submission of one event-loop turn into one write (two pipelined round
  * trips), so Redis round trips grow with turns, not with pings.
  */
-export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger): IngestBatcher {
+export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger, maxPendingPings = Infinity): IngestBatcher {
   let queue: Pending[] = [];
+  /** Pings queued or in flight to Redis (admission control, so overload cannot grow memory without bound). */
+  let pending = 0;
   let scheduled = false;
   const inFlight = new Set<Promise<void>>();
 
@@ -43,6 +47,7 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
     const p = writer.write(all).then(
       (res) => {
         endTimer();
+        pending -= all.length;
         let off = 0;
         for (const b of batch) {
           b.resolve(res.outcomes.slice(off, off + b.pings.length));
@@ -52,6 +57,7 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
       },
       (err: unknown) => {
         endTimer();
+        pending -= all.length;
         log.error({ err, pings: all.length }, 'redis write failed');
         for (const b of batch) b.reject(err);
       },
@@ -78,6 +84,7 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
   return {
     submit(pings) {
       return new Promise<Outcome[]>((resolve, reject) => {
+        pending += pings.length;
         queue.push({ pings, resolve, reject });
         if (!scheduled) {
           scheduled = true;
@@ -89,5 +96,6 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
       flush();
       await Promise.allSettled([...inFlight]);
     },
+    overloaded: () => pending >= maxPendingPings,
   };
 }

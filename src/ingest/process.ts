@@ -36,6 +36,11 @@ export interface ProcessDeps {
  * `allowed` (rate limit) is how many pings of the frame may be considered; the rest are refused.
  */
 export function processPings(raws: readonly unknown[], who: Principal, d: ProcessDeps, allowed = raws.length): Promise<FrameOutcome> | FrameOutcome {
+  if (d.batcher.overloaded()) {
+    // Shed load before spending CPU on validation: the client retries the frame later.
+    ingestMetrics.rejected.inc({ code: 'OVERLOADED' }, raws.length);
+    return { count: 0, seq: null, errors: [{ code: 'OVERLOADED', message: ERRORS.OVERLOADED.message }] };
+  }
   const now = Date.now();
   const errors: PingError[] = [];
   const accepted: AcceptedPing[] = [];

@@ -35,6 +35,7 @@ export const ERRORS = {
   FORBIDDEN: { status: 403, message: 'token scope does not allow this', close: CLOSE_CODES.FORBIDDEN },
   NOT_YOUR_ENTITY: { status: 403, message: 'token may not publish this entity id' },
   IMPLAUSIBLE_JUMP: { status: 422, message: 'implied speed from the last position is above the plausibility limit; ping kept out of live state and history' },
+  OVERLOADED: { status: 503, message: 'gateway overloaded: frame refused, retry with backoff' },
   SLOW_CONSUMER: { status: 503, message: 'client does not read its replies', close: CLOSE_CODES.BACKPRESSURE },
   IDLE_TIMEOUT: { status: 408, message: 'no data frame within the idle timeout', close: CLOSE_CODES.IDLE_TIMEOUT },
   NOT_FOUND: { status: 404, message: 'not found' },

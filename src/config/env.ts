@@ -10,6 +10,7 @@ export const ENV_VARS = {
   HOST: 'http.host',
   PORT: 'http.port',
   UWS_ALLOW_FALLBACK: 'http.allowUwsFallback',
+  MAX_CONNECTIONS: 'http.maxConnections',
   REDIS_URL: 'redis.url',
   REDIS_KEY_PREFIX: 'redis.keyPrefix',
   DATABASE_URL: 'database.url',

@@ -28,6 +28,8 @@ export const configSchema = z.object({
     port: int(0, 65535),
     /** Allow the slow pure-JS fallback of uWebSockets.js (never in production). */
     allowUwsFallback: bool,
+    /** Client connections (drivers + map clients) accepted; 0 = open-files limit minus a reserve. */
+    maxConnections: int(0, 10_000_000),
   }),
   redis: z.object({
     url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),

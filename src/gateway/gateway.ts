@@ -9,6 +9,7 @@ import { createKeys } from '../store/redis/keys.js';
 import { createLiveWriter } from '../store/redis/live-writer.js';
 import { createLiveReader } from '../store/redis/live-reader.js';
 import { createIngestBatcher } from '../ingest/batcher.js';
+import { resolveMaxConnections } from './capacity.js';
 import { registerIngestSocket, type IngestSockets } from './ingest-socket.js';
 import { createRooms, type Rooms } from '../rooms/io-server.js';
 import { registerHealthRoutes } from '../http/routes/health.js';
@@ -75,19 +76,22 @@ export function createGateway(d: GatewayDeps): Gateway {
   }, (gone) => rooms?.expired(gone), log.child({ module: 'sweeper' }));
   const reader = createLiveReader(d.redis, keys, { ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, maxCells: MAX_NEARBY_CELLS });
   const isClosing = (): boolean => state === 'closing' || state === 'closed';
+  const maxConnections = resolveMaxConnections(cfg.http.maxConnections);
+  const atCapacity = (): boolean => (ingest?.count() ?? 0) + (rooms?.clientCount() ?? 0) >= maxConnections;
 
   function build(): TemplatedApp {
     const app = d.uws.uws.App();
     rooms = createRooms({
       log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, keys, keyPrefix: cfg.redis.keyPrefix,
       ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
+      allowConnection: () => !atCapacity(),
     });
     const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }), cfg.ingest.maxPendingPings);
     ingest = registerIngestSocket(app, {
       log: log.child({ module: 'ingest' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom,
       maxBatch: cfg.ingest.maxBatch, maxPayloadBytes: cfg.ingest.maxPayloadBytes, idleTimeoutSeconds: cfg.ingest.idleTimeoutSeconds,
       ratePerSecond: cfg.ingest.ratePerSecond, rateBurst: cfg.ingest.rateBurst, rateAbusePings: cfg.ingest.rateAbusePings, maxBufferedBytes: cfg.ingest.maxBufferedBytes,
-      limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs }, isClosing,
+      limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs }, isClosing, atCapacity,
     });
     registerPingsRoute(app, {
       log: log.child({ module: 'ingest-http' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom, maxBatch: cfg.ingest.maxBatch,
@@ -144,7 +148,7 @@ export function createGateway(d: GatewayDeps): Gateway {
       });
       await sweeper.start();
       setState('listening');
-      log.info({ host: cfg.http.host, port, uws: d.uws.build, uwsVersion: d.uws.version }, 'gateway listening');
+      log.info({ host: cfg.http.host, port, uws: d.uws.build, uwsVersion: d.uws.version, maxConnections }, 'gateway listening');
     },
     stop() {
       stopping ??= stopSteps();

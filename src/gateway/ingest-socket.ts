@@ -47,6 +47,8 @@ export interface IngestSocketDeps extends IngestLimits {
   ingestZoom: number;
   limits: ValidationLimits;
   isClosing(): boolean;
+  /** True when the gateway holds as many client connections as it may. */
+  atCapacity(): boolean;
 }
 
 export interface IngestSockets {
@@ -109,6 +111,11 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       res.onAborted(() => { aborted = true; });
       if (d.isClosing()) {
         refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
+        return;
+      }
+      if (d.atCapacity()) {
+        ingestMetrics.rejected.inc({ code: 'OVERLOADED' });
+        refuseUpgrade(res, 503, 'OVERLOADED', 'connection limit reached: reconnect later or to another gateway');
         return;
       }
       d.verifier.verify(token).then((principal) => {

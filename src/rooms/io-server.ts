@@ -57,6 +57,8 @@ export interface RoomsDeps {
   ingestZoom: number;
   entityTtlSeconds: number;
   opts: RoomsOptions;
+  /** False refuses new socket.io connections (the gateway's connection limit). */
+  allowConnection?: () => boolean;
 }
 
 export interface Rooms extends LiveEvents {
@@ -87,6 +89,7 @@ export function createRooms(d: RoomsDeps): Rooms {
   const io: IoServer = new Server({
     path: SOCKET_PATH,
     transports: ['websocket', 'polling'],
+    allowRequest: (_req, cb) => cb(null, d.allowConnection?.() ?? true),
     // Redis 7 sharded Pub/Sub, one channel per room: a gateway only receives rooms it has members in.
     adapter: createShardedAdapter(d.pub, d.sub, { channelPrefix: `${d.keyPrefix}io`, subscriptionMode: 'dynamic' }),
     // uWS drops frames silently beyond maxBackpressure: keep it above our own slow-client limit.

@@ -1,8 +1,8 @@
 // k6: map viewers on socket.io, spoken as raw Engine.IO v4 / Socket.IO v5 text frames over
-// k6/ws (k6 has no socket.io client). Each VU connects with its token and asks for JSON room
-// payloads (auth `format: 'json'`; MessagePack attachments are impractical in k6), subscribes
-// to a viewport of tiles around a random point in the city, counts snapshot/update frames and
-// measures ping-to-screen delay (arrival − the ping's ts) of every entity update.
+// k6/ws (k6 has no socket.io client). Each VU connects with its token, subscribes to a viewport
+// of tiles around a random point in the city, counts snapshot/update frames and measures
+// ping-to-screen delay (arrival − the ping's ts) of every entity update. Room payloads are
+// socket.io binary events (MessagePack attachments), decoded by lib/geoflux.js decodeMsgpack.
 //
 //   k6 run -e HOST=127.0.0.1:8080 -e TOKEN=$(npm run -s token -- --scope subscribe) -e VIEWERS=200 load-tests/k6/map-viewers.js
 //
@@ -12,7 +12,7 @@ import ws from 'k6/ws';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
-import { SIO_PATH, WS_BASE, clientToken, envInt, parseFrame, randomPointInCity, sioConnectFrame, sioEventFrame, viewportTiles } from './lib/geoflux.js';
+import { SIO_PATH, WS_BASE, clientToken, decodeMsgpack, envInt, parseFrame, randomPointInCity, sioConnectFrame, sioEventFrame, viewportTiles } from './lib/geoflux.js';
 
 export const deliveryDelay = new Trend('delivery_delay', true);
 export const updatesReceived = new Counter('updates_received');
@@ -55,6 +55,17 @@ export function viewer() {
   let nextAck = 1;
   const acks = {};
   let connected = false;
+  /** A binary event waiting for its attachment (the next binary frame). */
+  let pendingBinary = null;
+  const onEvent = (name, payload) => {
+    if (name === 'update' && Array.isArray(payload)) {
+      const now = Date.now();
+      for (let i = 0; i < payload.length; i++) deliveryDelay.add(now - payload[i].ts);
+      updatesReceived.add(payload.length);
+    } else if (name === 'snapshot') {
+      snapshotsReceived.add(1);
+    }
+  };
 
   const res = ws.connect(`${WS_BASE}${SIO_PATH}`, { tags: { name: 'socket.io' } }, (socket) => {
     const emit = (name, args, onAck) => {
@@ -66,7 +77,7 @@ export function viewer() {
       let f;
       try { f = parseFrame(text); } catch (e) { viewerErrors.add(1); return; }
       if (f.eio === 'open') {
-        socket.send(sioConnectFrame({ token, format: 'json' }));
+        socket.send(sioConnectFrame({ token }));
       } else if (f.eio === 'ping') {
         socket.send('3');
       } else if (f.eio === 'close') {
@@ -88,19 +99,19 @@ export function viewer() {
         delete acks[f.ackId];
         if (cb) cb(f.data && f.data[0]);
       } else if (f.sio === 'event') {
-        const name = f.data[0];
-        const payload = f.data[2];
-        if (name === 'update' && Array.isArray(payload)) {
-          const now = Date.now();
-          for (let i = 0; i < payload.length; i++) deliveryDelay.add(now - payload[i].ts);
-          updatesReceived.add(payload.length);
-        } else if (name === 'snapshot') {
-          snapshotsReceived.add(1);
-        }
+        onEvent(f.data[0], f.data[2]);
       } else if (f.sio === 'binary_event') {
-        // The server ignored format=json: MessagePack attachments follow as binary frames.
-        binaryUpdates.add(1);
+        // [name, tile, {_placeholder, num: 0}]: the MessagePack payload is the next binary frame.
+        pendingBinary = f.data[0];
       }
+    });
+    socket.on('binaryMessage', (buf) => {
+      const name = pendingBinary;
+      pendingBinary = null;
+      if (name === null) return;
+      let payload;
+      try { payload = decodeMsgpack(buf); } catch (e) { binaryUpdates.add(1); return; }
+      onEvent(name, payload);
     });
     socket.on('error', () => viewerErrors.add(1));
     socket.setTimeout(() => socket.close(1000), VIEW_SECONDS * 1000);

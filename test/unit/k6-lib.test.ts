@@ -49,6 +49,7 @@ interface K6Lib {
   parseFrame(text: string): Frame;
   sioConnectFrame(auth: unknown): string;
   sioEventFrame(name: string, args: unknown[], ackId?: number): string;
+  decodeMsgpack(buf: Uint8Array | ArrayBuffer): unknown;
   SIO_PATH: string;
   newVehicle(id: string): unknown;
   nextPing(v: unknown, dtMs: number): { id: string; lat: number; lon: number; ts: number; seq: number; speed: number; heading: number };
@@ -147,4 +148,29 @@ test('the k6 framing talks to a real socket.io server: auth, subscribe with ack,
 
   const refused = await talk('bad');
   assert.deepEqual(refused.at(-1), { eio: 'message', sio: 'connect_error', ackId: undefined, data: { message: 'bad token', data: { code: 'UNAUTHORIZED' } } });
+});
+
+test('decodeMsgpack reads what the gateway packs (msgpackr), and a socket.io binary event', async () => {
+  const { Packr } = await import('msgpackr');
+  const packr = new Packr({ useRecords: false });
+  const samples: unknown[] = [
+    [{ id: 'porto-car-0001', lat: 41.1496123, lon: -8.611, ts: 1795307507110, speed: 8.5, heading: 270, kind: 'car', status: 'on_trip' }],
+    { a: 0, b: -1, c: -33, d: 127, e: 128, f: 255, g: 65535, h: 65536, i: 4294967295, j: 4294967296, k: -129, l: -40000, m: -3000000000, n: 2 ** 53 - 1 },
+    { s: 'x'.repeat(40), t: 'é€😀 ünïcødé', u: 'y'.repeat(300), v: 'z'.repeat(70000), w: null, x: true, y: false, z: 1.5e-7 },
+    Array.from({ length: 20 }, (_, i) => ({ id: `v${i}`, n: i })),
+    Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, [i, { deep: [i] }]])),
+    [{ reason: 'moved', id: 'car-7', ts: 1795307507110 }],
+  ];
+  for (const v of samples) assert.deepEqual(lib.decodeMsgpack(packr.pack(v)), v);
+  const decodedBin = lib.decodeMsgpack(packr.pack({ b: Buffer.from([1, 2, 3]) })) as { b: Uint8Array };
+  assert.deepEqual(Array.from(decodedBin.b), [1, 2, 3]);
+  assert.throws(() => lib.decodeMsgpack(new Uint8Array([0x92, 0x01])), /truncated/);
+
+  // A room update as socket.io sends it: text frame with a placeholder, then the attachment.
+  const payload = packr.pack([{ id: 'car-7', lat: 41.15, lon: -8.61, ts: 1795307507110 }]);
+  const [text, attachment] = new Encoder().encode({ type: PacketType.EVENT, nsp: '/', data: ['update', '13/3900/3066', payload] }) as [string, Buffer];
+  const f = lib.parseFrame(`4${text}`);
+  assert.equal(f.sio, 'binary_event');
+  assert.equal((f.data as unknown[])[0], 'update');
+  assert.deepEqual(lib.decodeMsgpack(attachment), [{ id: 'car-7', lat: 41.15, lon: -8.61, ts: 1795307507110 }]);
 });

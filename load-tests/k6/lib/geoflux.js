@@ -156,3 +156,75 @@ export function parseFrame(text) {
   const rest = text.slice(i);
   return { eio: 'message', sio, ackId, data: rest ? JSON.parse(rest) : undefined };
 }
+
+/**
+ * MessagePack decoder for the room payloads (k6 has no msgpack module and no TextDecoder).
+ * Room frames are socket.io binary events: a text frame `451-["update","z/x/y",{"_placeholder":true,"num":0}]`
+ * followed by one binary frame holding MessagePack `EntityUpdate[]`. Covers the whole format
+ * except extension types (the gateway sends none).
+ */
+export function decodeMsgpack(input) {
+  const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  const u8 = () => bytes[pos++];
+  const u16 = () => { const v = view.getUint16(pos); pos += 2; return v; };
+  const u32 = () => { const v = view.getUint32(pos); pos += 4; return v; };
+  const str = (n) => { const s = utf8(bytes, pos, n); pos += n; return s; };
+  const bin = (n) => { const b = bytes.slice(pos, pos + n); pos += n; return b; };
+  const arr = (n) => { const a = new Array(n); for (let i = 0; i < n; i++) a[i] = read(); return a; };
+  const map = (n) => { const o = {}; for (let i = 0; i < n; i++) { const k = read(); o[k] = read(); } return o; };
+  function read() {
+    if (pos >= bytes.length) throw new Error('msgpack: truncated');
+    const b = u8();
+    if (b <= 0x7f) return b;
+    if (b <= 0x8f) return map(b & 0x0f);
+    if (b <= 0x9f) return arr(b & 0x0f);
+    if (b <= 0xbf) return str(b & 0x1f);
+    if (b >= 0xe0) return b - 0x100;
+    switch (b) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xc4: return bin(u8());
+      case 0xc5: return bin(u16());
+      case 0xc6: return bin(u32());
+      case 0xca: { const v = view.getFloat32(pos); pos += 4; return v; }
+      case 0xcb: { const v = view.getFloat64(pos); pos += 8; return v; }
+      case 0xcc: return u8();
+      case 0xcd: return u16();
+      case 0xce: return u32();
+      case 0xcf: { const hi = u32(); return hi * 4294967296 + u32(); }
+      case 0xd0: { const v = view.getInt8(pos); pos += 1; return v; }
+      case 0xd1: { const v = view.getInt16(pos); pos += 2; return v; }
+      case 0xd2: { const v = view.getInt32(pos); pos += 4; return v; }
+      case 0xd3: { const hi = view.getInt32(pos); pos += 4; return hi * 4294967296 + u32(); }
+      case 0xd9: return str(u8());
+      case 0xda: return str(u16());
+      case 0xdb: return str(u32());
+      case 0xdc: return arr(u16());
+      case 0xdd: return arr(u32());
+      case 0xde: return map(u16());
+      case 0xdf: return map(u32());
+      default: throw new Error(`msgpack: unsupported type 0x${b.toString(16)}`);
+    }
+  }
+  const value = read();
+  if (pos !== bytes.length) throw new Error('msgpack: trailing bytes');
+  return value;
+}
+
+function utf8(bytes, start, n) {
+  let out = '';
+  const end = start + n;
+  for (let i = start; i < end;) {
+    const c = bytes[i++];
+    let cp;
+    if (c < 0x80) cp = c;
+    else if (c < 0xe0) cp = ((c & 0x1f) << 6) | (bytes[i++] & 0x3f);
+    else if (c < 0xf0) cp = ((c & 0x0f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+    else cp = ((c & 0x07) << 18) | ((bytes[i++] & 0x3f) << 12) | ((bytes[i++] & 0x3f) << 6) | (bytes[i++] & 0x3f);
+    if (cp > 0xffff) { cp -= 0x10000; out += String.fromCharCode(0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff)); } else out += String.fromCharCode(cp);
+  }
+  return out;
+}

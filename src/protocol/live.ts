@@ -2,16 +2,11 @@
  * What the ingest/liveness side tells the fan-out side (tile rooms) after Redis has made a
  * change durable. Ingest owns producing these; rooms own turning them into frames.
  */
-export interface LivePosition {
+import type { EntityUpdate } from './rooms.js';
+
+/** An entity's live state as map clients see it, plus its tenant. */
+export interface LivePosition extends EntityUpdate {
   tenant: string;
-  id: string;
-  lat: number;
-  lon: number;
-  ts: number;
-  speed?: number;
-  heading?: number;
-  kind?: string;
-  status?: string;
 }
 
 export interface LiveMove {

@@ -30,15 +30,7 @@ export async function startIngestEnv(extra: Record<string, string> = {}): Promis
   };
 }
 
-export async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { waitFor } from '../helpers/wait.js';
 
 /** Small seeded PRNG (mulberry32): reproducible random tests. */
 export function prng(seed: number): () => number {

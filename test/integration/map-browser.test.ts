@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { projectRoot } from '../../src/config/load.js';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
 import { startGateway, startWorker, type Child } from '../helpers/processes.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * The live map in a real headless Chromium (Debian `chromium` driven by playwright-core) against
@@ -55,7 +56,7 @@ before(async () => {
   });
   createInterface({ input: sim.stdout! }).on('line', (l) => simLog.push(l));
   sim.stderr!.on('data', (b: Buffer) => simLog.push(b.toString()));
-  await waitFor(() => (simLog.some((l) => l.includes('"simulator running"')) ? true : undefined), 20_000, () => simLog.join('\n'));
+  await waitFor(() => (simLog.some((l) => l.includes('"simulator running"')) ? true : undefined), 20_000, () => simLog.join('\n'), 100);
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -206,14 +207,4 @@ function tileBounds(t: string): [number, number, number, number] {
   const lon = (i: number): number => (i / n) * 360 - 180;
   const lat = (j: number): number => (Math.atan(Math.sinh(Math.PI * (1 - (2 * j) / n))) * 180) / Math.PI;
   return [lon(x), lat(y + 1), lon(x + 1), lat(y)];
-}
-
-async function waitFor<T>(fn: () => T | undefined, timeoutMs: number, info: () => string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting:\n${info()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

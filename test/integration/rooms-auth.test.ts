@@ -7,6 +7,7 @@ import { token, TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient, MapConnectError, type EntityUpdate } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
+import { until, sleep } from '../helpers/wait.js';
 
 /** Who may subscribe and follow; caps; viewport changes; reconnect gives a fresh snapshot. */
 type Gw = Child & { url: string };
@@ -50,16 +51,6 @@ async function driver(gw: Gw, id: string, tenant = 'acme'): Promise<DriverClient
   return d;
 }
 
-async function until<T>(fn: () => T | undefined | false, ms = 5000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('a token without the subscribe scope, or no token, is refused at the handshake', async () => {
   await assert.rejects(MapClient.connect(A.url, await token('drv', ['ingest']), { reconnect: false }),

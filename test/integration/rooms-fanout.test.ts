@@ -10,6 +10,7 @@ import { token, TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
+import { sleep } from '../helpers/wait.js';
 
 /**
  * Fan-out cost: rooms nobody watches are never published; only gateways with members of a room
@@ -42,7 +43,6 @@ after(async () => {
   await db?.drop();
 });
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function fleetDriver(gw: Gw): Promise<DriverClient> {
   const tok = await new SignJWT({ tenant: 'acme', scope: 'ingest', fleet: true })

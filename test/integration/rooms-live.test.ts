@@ -8,6 +8,7 @@ import { cellOf, parseTile, tileKey, tileOf } from '../../src/geo/tiles.js';
 import { createKeys } from '../../src/store/redis/keys.js';
 import { MapClient, type EntityUpdate, type LeftEntity, type TileAggregate } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
+import { until, sleep } from '../helpers/wait.js';
 
 /**
  * Live tile rooms across two gateway processes sharing one Redis: cross-gateway delivery,
@@ -62,17 +63,7 @@ function collect<T>(m: MapClient, ev: 'update' | 'left', tile: string): T[] {
   return out;
 }
 
-async function until<T>(fn: () => T | undefined | false, ms = 5000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Live entities of a tile straight from Redis (seen within TTL, position from the GEO set). */
 async function redisTileState(tenant: string, tile: string): Promise<Map<string, { lat: number; lon: number }>> {

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
 import { startGateway, startWorker, type Child } from '../helpers/processes.js';
 import { token } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import type { EntityUpdate } from '../../src/protocol/rooms.js';
 
@@ -95,13 +96,3 @@ test('graceful shutdown: SIGTERM exits 0 for gateway and worker', async () => {
   assert.ok(gateway.logs.some((l) => l.msg === 'stopped'));
   assert.ok(worker.logs.some((l) => l.msg === 'stopped'));
 });
-
-async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

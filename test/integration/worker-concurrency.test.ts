@@ -5,9 +5,8 @@ import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
 import { startWorker, type Child } from '../helpers/processes.js';
 import { cellOf } from '../../src/geo/tiles.js';
-import { createKeys } from '../../src/store/redis/keys.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
-import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
+import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending } from './worker-model.js';
 
 /**
  * Three workers share the same cell streams at once (small reads, short interval), while
@@ -46,13 +45,7 @@ test('three concurrent workers: exactly-once rows and aggregates', async () => {
     }
     const want = uniquePings(all).length;
     await waitFor(async () => (Number((await client.query('SELECT count(*) AS n FROM ping_log')).rows[0].n) === want ? true : undefined), 40000, `${want} pings`);
-    const keys = createKeys(prefix);
-    const streams = [...new Set(all.map((p) => keys.cell(p.tenant, p.cell).stream))];
-    await waitFor(async () => {
-      let pending = 0;
-      for (const s of streams) pending += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
-      return pending === 0 ? true : undefined;
-    }, 20000, 'no pending entries');
+    await waitNoPending(redis, prefix, all);
     const flushedBy = workers.filter((w) => w.logs.some((l) => l.msg === 'flushed')).length;
     assert.ok(flushedBy >= 2, `several workers shared the work (${flushedBy})`);
     assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions (3 workers)');

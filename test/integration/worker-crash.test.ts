@@ -8,7 +8,7 @@ import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys } from '../../src/store/redis/keys.js';
 import { createStreamReader } from '../../workers/stream-reader.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
-import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
+import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending, pendingEntries, streamsOf } from './worker-model.js';
 
 /**
  * kill -9 of a worker between COMMIT and XACK (fault-injection delay), and of another one at
@@ -62,10 +62,7 @@ test('kill -9 after commit before ack, and mid-flush: exactly-once rows', async 
   const committed = Number((await client.query('SELECT count(*) AS n FROM ping_log')).rows[0].n);
   assert.ok(committed > 0, 'worker A committed before it died');
   const keys = createKeys(prefix);
-  const streams = [...new Set(first.map((p) => keys.cell(p.tenant, p.cell).stream))];
-  let pendingA = 0;
-  for (const s of streams) pendingA += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
-  assert.ok(pendingA > 0, 'worker A left pending (unacknowledged) entries');
+  assert.ok(await pendingEntries(redis, prefix, first) > 0, 'worker A left pending (unacknowledged) entries');
 
   // Worker B: a large backlog; killed at an arbitrary moment while flushing.
   const second = fleet(100, 150, t0 + 200_000, 'bus'); // 15,000 more
@@ -84,12 +81,8 @@ test('kill -9 after commit before ack, and mid-flush: exactly-once rows', async 
     const n = Number((await client.query('SELECT count(*) AS n FROM ping_log')).rows[0].n);
     return n === want ? n : undefined;
   }, 45000, `${want} pings persisted`);
-  const allStreams = [...new Set(all.map((p) => keys.cell(p.tenant, p.cell).stream))];
-  await waitFor(async () => {
-    let pending = 0;
-    for (const s of allStreams) pending += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
-    return pending === 0 ? true : undefined;
-  }, 20000, 'no pending entries');
+  await waitNoPending(redis, prefix, all);
+  const allStreams = streamsOf(prefix, all);
 
   assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions after crashes');
   assertRowsMatch(await readCells(client), expectedCells(all), ['mean_speed', 'max_speed'], 'cell_stats after crashes');

@@ -9,8 +9,7 @@ import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys, cellMember } from '../../src/store/redis/keys.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import {
-  WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor,
-} from './worker-model.js';
+  WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending, streamsOf } from './worker-model.js';
 
 /**
  * Exactly-once rows independent of batching: a known ping set (duplicates, out of order,
@@ -107,12 +106,8 @@ async function runMode(mode: 'window' | 'raw'): Promise<void> {
       }, 30000, `round ${i}: ${want} pings persisted`);
     }
     // Everything acknowledged.
-    const streams = [...new Set(all.map((p) => keys.cell(p.tenant, p.cell).stream))];
-    await waitFor(async () => {
-      let pending = 0;
-      for (const s of streams) pending += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
-      return pending === 0 ? true : undefined;
-    }, 10000, 'no pending entries');
+    await waitNoPending(redis, prefix, all, 10000);
+    const streams = streamsOf(prefix, all);
 
     assertRowsMatch(await readPositions(client), expectedPositions(all, mode), ['speed', 'mean_speed'], `positions (${mode})`);
     assertRowsMatch(await readCells(client), expectedCells(all), ['mean_speed', 'max_speed'], `cell_stats (${mode})`);

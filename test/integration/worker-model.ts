@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import { createKeys, cellMember } from '../../src/store/redis/keys.js';
 import { encodeAccepted, STREAM_FIELD } from '../../src/store/redis/codec.js';
+import { waitFor as sharedWaitFor } from '../helpers/wait.js';
 
 export const WIN = 10_000;
 
@@ -106,12 +107,27 @@ export function assertRowsMatch<T extends object>(actual: T[], expected: T[], fl
   });
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20000, what = 'condition'): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+/** waitFor with the worker tests' defaults: 20 s, polling PostgreSQL every 100 ms. */
+export function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20000, what = 'condition'): Promise<T> {
+  return sharedWaitFor(fn, timeoutMs, what, 100);
+}
+
+/** The cell streams the pings went to. */
+export function streamsOf(prefix: string, pings: readonly AcceptedPing[]): string[] {
+  const keys = createKeys(prefix);
+  return [...new Set(pings.map((p) => keys.cell(p.tenant, p.cell).stream))];
+}
+
+/** Stream entries of the pings' cells still pending (delivered, not acknowledged) in group `persist`. */
+export async function pendingEntries(redis: Redis, prefix: string, pings: readonly AcceptedPing[]): Promise<number> {
+  let pending = 0;
+  for (const s of streamsOf(prefix, pings)) {
+    pending += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
   }
+  return pending;
+}
+
+/** Waits until every entry of the pings' streams is acknowledged. */
+export function waitNoPending(redis: Redis, prefix: string, pings: readonly AcceptedPing[], timeoutMs = 20000): Promise<true> {
+  return waitFor(async () => ((await pendingEntries(redis, prefix, pings)) === 0 ? true : undefined), timeoutMs, 'no pending entries');
 }

@@ -8,7 +8,7 @@ import { startWorker } from '../helpers/processes.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys } from '../../src/store/redis/keys.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
-import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
+import { WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending } from './worker-model.js';
 
 /**
  * PostgreSQL outage: the worker reaches PostgreSQL through a TCP proxy that the test kills
@@ -100,12 +100,7 @@ test('PostgreSQL unavailable: retries with backoff, buffers in the streams, catc
     await xaddPings(redis, prefix, [...parts[2]!, ...parts[1]!.slice(0, 30)]);
     const want = uniquePings(all).length;
     await waitFor(async () => ((await count()) === want ? true : undefined), 40000, `${want} pings after recovery`);
-    const streams = [...new Set(all.map((p) => keys.cell(p.tenant, p.cell).stream))];
-    await waitFor(async () => {
-      let pending = 0;
-      for (const s of streams) pending += Number(((await redis.xpending(s, 'persist')) as [number])[0]);
-      return pending === 0 ? true : undefined;
-    }, 20000, 'no pending entries');
+    await waitNoPending(redis, prefix, all);
 
     assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions after outage');
     assertRowsMatch(await readCells(client), expectedCells(all), ['mean_speed', 'max_speed'], 'cell_stats after outage');

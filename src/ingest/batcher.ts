@@ -4,9 +4,6 @@ import type { LiveWriter, Outcome } from '../store/redis/live-writer.js';
 import type { Logger } from '../log/logger.js';
 import { ingestMetrics } from './metrics.js';
 
-/** Receives pings once Redis has made them durable (legacy rooms.publish wiring). */
-export type DurableListener = (pings: readonly AcceptedPing[]) => void;
-
 export interface IngestBatcher {
   /** Resolves with one outcome per ping once durable in Redis; rejects if the write failed. */
   submit(pings: AcceptedPing[]): Promise<Outcome[]>;
@@ -19,8 +16,6 @@ export interface IngestBatcher {
 export interface BatcherListeners {
   /** Live-state changes (LiveEvents.moved). */
   moved?: LiveEvents['moved'];
-  /** Pings that advanced live state (kept until rooms switch to LiveEvents). */
-  durable?: DurableListener;
 }
 
 interface Pending { pings: AcceptedPing[]; resolve: (o: Outcome[]) => void; reject: (e: unknown) => void }
@@ -53,7 +48,7 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
           b.resolve(res.outcomes.slice(off, off + b.pings.length));
           off += b.pings.length;
         }
-        notify(all, res.outcomes, res.moves);
+        notify(res.moves);
       },
       (err: unknown) => {
         endTimer();
@@ -65,19 +60,12 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
     inFlight.add(p);
   };
 
-  function notify(all: readonly AcceptedPing[], outcomes: readonly Outcome[], moves: LiveMove[]): void {
+  function notify(moves: LiveMove[]): void {
     if (moves.length === 0) return;
     try {
       listeners.moved?.(moves);
     } catch (err) {
       log.error({ err }, 'live-event listener failed');
-    }
-    if (listeners.durable) {
-      try {
-        listeners.durable(all.filter((_, i) => outcomes[i] === 'advanced'));
-      } catch (err) {
-        log.error({ err }, 'durable listener failed');
-      }
     }
   }
 

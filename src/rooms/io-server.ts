@@ -8,9 +8,8 @@ import type { Logger } from '../log/logger.js';
 import type { Principal, TokenVerifier } from '../auth/tokens.js';
 import { hasScope, requireScope } from '../auth/tokens.js';
 import { isAppError } from '../errors/app-error.js';
-import type { AcceptedPing } from '../protocol/ping.js';
 import { ENTITY_ID_RE } from '../protocol/ping.js';
-import type { LiveEvents, LiveMove, LivePosition } from '../protocol/live.js';
+import type { LiveEvents } from '../protocol/live.js';
 import type { ClientToServerEvents, FollowAck, ServerToClientEvents, SubscribeAck } from '../protocol/rooms.js';
 import { ROOM_ERROR_CODES, SOCKET_PATH } from '../protocol/rooms.js';
 import { parseTile, tileKey, tilesInBBox, type BBox } from '../geo/tiles.js';
@@ -65,18 +64,12 @@ export interface Rooms extends LiveEvents {
   attach(app: TemplatedApp): void;
   /** Starts the room registry and the timers; resolves once the registry is loaded. */
   start(): Promise<void>;
-  /**
-   * Legacy wiring: durable pings, turned into moves here (latest wins per entity, previous
-   * position remembered in memory). Prefer `moved`/`expired` from the ingest side.
-   */
-  publish(pings: readonly AcceptedPing[]): void;
   clientCount(): number;
   close(): Promise<void>;
 }
 
 const packr = new Packr({ useRecords: false });
 const MAX_FOLLOWS = 16;
-const LEGACY_MAX_ENTITIES = 200_000;
 
 type Reply<T> = (res: T) => void;
 const replier = <T>(ack: unknown): Reply<T> => (typeof ack === 'function' ? ack as Reply<T> : () => undefined);
@@ -319,7 +312,6 @@ export function createRooms(d: RoomsDeps): Rooms {
     }
   }
 
-  const legacyLast = new Map<string, { lat: number; lon: number; ts: number }>();
   let stopping: Promise<void> | undefined;
 
   return {
@@ -340,24 +332,6 @@ export function createRooms(d: RoomsDeps): Rooms {
     },
     expired(gone) {
       coalescer.expired(gone);
-    },
-    publish(pings) {
-      const moves: LiveMove[] = [];
-      for (const p of pings) {
-        const k = `${p.tenant}\u0000${p.id}`;
-        const last = legacyLast.get(k);
-        if (last && last.ts > p.ts) continue; // never move an entity back in time
-        const now: LivePosition = { tenant: p.tenant, id: p.id, lat: p.lat, lon: p.lon, ts: p.ts };
-        if (p.speed !== undefined) now.speed = p.speed;
-        if (p.heading !== undefined) now.heading = p.heading;
-        if (p.kind !== undefined) now.kind = p.kind;
-        if (p.status !== undefined) now.status = p.status;
-        moves.push(last ? { now, prev: { lat: last.lat, lon: last.lon } } : { now });
-        legacyLast.delete(k);
-        legacyLast.set(k, { lat: p.lat, lon: p.lon, ts: p.ts });
-        if (legacyLast.size > LEGACY_MAX_ENTITIES) legacyLast.delete(legacyLast.keys().next().value!);
-      }
-      coalescer.moved(moves);
     },
     clientCount: () => io.engine.clientsCount,
     close() {

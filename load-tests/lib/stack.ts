@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { projectRoot } from '../../src/config/load.js';
 
-export const BENCH_REDIS_PORT = 6392;
-export const BENCH_PG_PORT = 5442;
+/** Ports of the bench stack; BENCH_REDIS_PORT / BENCH_PG_PORT move it (e.g. a second checkout benchmarking beside this one). */
+export const BENCH_REDIS_PORT = Number(process.env.BENCH_REDIS_PORT) || 6392;
+export const BENCH_PG_PORT = Number(process.env.BENCH_PG_PORT) || 5442;
 export const BENCH_JWT_SECRET = 'bench-only-secret-0123456789abcdef';
 export const BENCH_ISSUER = 'geoflux';
 
@@ -43,7 +44,9 @@ const MAX_KEPT_LOGS = 2000;
 
 /** Starts a built entry (dist/…) with JSON logs; keeps the last lines for diagnostics. */
 export function startNodeChild(name: string, entry: string, env: Record<string, string>, args: string[] = []): NodeChild {
-  const proc = spawn(process.execPath, [join(projectRoot(), entry), ...args], {
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to every gateway/worker child: profiling.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, join(projectRoot(), entry), ...args], {
     env: { ...process.env, LOG_PRETTY: 'false', LOG_LEVEL: 'info', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

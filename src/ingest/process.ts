@@ -57,8 +57,12 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
       errors.push({ code: v.code, message: v.message, index, ...(v.id !== undefined ? { id: v.id } : {}), ...(v.seq !== undefined ? { seq: v.seq } : {}) });
       continue;
     }
-    const p = v.ping;
-    accepted.push({ ...p, tenant: who.tenant, cell: cellOf(p.lon, p.lat, d.ingestZoom), rx: now });
+    // The validated ping is this frame's own object (decoded for this call): complete it in place.
+    const p = v.ping as AcceptedPing;
+    p.tenant = who.tenant;
+    p.cell = cellOf(p.lon, p.lat, d.ingestZoom);
+    p.rx = now;
+    accepted.push(p);
     acceptedIdx.push(index);
   }
   for (const e of errors) ingestMetrics.rejected.inc({ code: e.code });
@@ -66,17 +70,22 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
   return d.batcher.submit(accepted).then((outcomes) => {
     let count = 0;
     let seq: number | null = null;
-    outcomes.forEach((o, j) => {
+    let advanced = 0, history = 0, duplicate = 0;
+    for (let j = 0; j < outcomes.length; j++) {
+      const o = outcomes[j]!;
       const p = accepted[j]!;
       if (o === 'implausible') {
         ingestMetrics.rejected.inc({ code: 'IMPLAUSIBLE_JUMP' });
         errors.push({ code: 'IMPLAUSIBLE_JUMP', message: ERRORS.IMPLAUSIBLE_JUMP.message, index: acceptedIdx[j]!, id: p.id, ...(p.seq !== undefined ? { seq: p.seq } : {}) });
-        return;
+        continue;
       }
-      ingestMetrics.accepted.inc({ outcome: o });
+      if (o === 'advanced') advanced++; else if (o === 'history') history++; else duplicate++;
       count++;
       if (p.seq !== undefined && (seq === null || p.seq > seq)) seq = p.seq;
-    });
+    }
+    if (advanced > 0) ingestMetrics.accepted.inc({ outcome: 'advanced' }, advanced);
+    if (history > 0) ingestMetrics.accepted.inc({ outcome: 'history' }, history);
+    if (duplicate > 0) ingestMetrics.accepted.inc({ outcome: 'duplicate' }, duplicate);
     if (errors.length > 1) errors.sort((a, b) => (a.index ?? -1) - (b.index ?? -1));
     return { count, seq, errors };
   }, () => {

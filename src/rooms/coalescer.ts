@@ -1,7 +1,8 @@
 import type { LiveMove, LivePosition } from '../protocol/live.js';
 import type { EntityUpdate, LeftEntity } from '../protocol/rooms.js';
 import { toUpdate } from './room-reader.js';
-import { entityRoom, roomName, tilesOfPoint } from './room-names.js';
+import { ancestor, entityRoom, roomName, tilesOfPoint } from './room-names.js';
+import { tileKey, tileOf } from '../geo/tiles.js';
 
 /** What one tile room gets in one coalescing interval. */
 export interface TileFrame {
@@ -28,6 +29,18 @@ export interface CoalescerOptions {
   maxZoom: number;
   /** Whether some gateway has subscribers in the room; inactive rooms cost nothing. */
   isActive(room: string): boolean;
+  /**
+   * Which zooms (ascending) have active tile rooms for a tenant, and whether it has active
+   * entity rooms; undefined when none. Lets a move of a tenant nobody watches cost nothing.
+   * Default: every zoom and entity rooms (isActive decides alone).
+   */
+  interest?(tenant: string): TenantInterest | undefined;
+}
+
+export interface TenantInterest {
+  /** Zooms with active tile rooms, ascending. */
+  zooms: readonly number[];
+  entities: boolean;
 }
 
 /**
@@ -54,6 +67,9 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
   /** Rooms that got a frame less than minGapMs ago (room → when). */
   const lastSent = new Map<string, number>();
 
+  const everything: TenantInterest = { zooms: Array.from({ length: Math.max(0, o.maxZoom - o.minZoom + 1) }, (_, i) => o.minZoom + i), entities: true };
+  const interest = o.interest ?? ((): TenantInterest => everything);
+
   const acc = (room: string, tile: string): TileAcc => {
     let a = tiles.get(room);
     if (!a) tiles.set(room, (a = { tile, updates: new Map(), left: new Map(), since: Date.now() }));
@@ -64,28 +80,38 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
     moved(moves) {
       for (const m of moves) {
         const n = m.now;
+        const ix = interest(n.tenant);
+        if (!ix) continue;
         const u = toUpdate(n);
-        const nowTiles = tilesOfPoint(n.lon, n.lat, o.minZoom, o.maxZoom);
-        const prevTiles = m.prev ? tilesOfPoint(m.prev.lon, m.prev.lat, o.minZoom, o.maxZoom) : undefined;
-        for (let i = 0; i < nowTiles.length; i++) {
-          const tile = nowTiles[i]!;
-          const room = roomName(n.tenant, tile);
-          if (o.isActive(room)) {
-            const a = acc(room, tile);
-            const cur = a.updates.get(n.id);
-            if (!cur || cur.ts <= u.ts) a.updates.set(n.id, u);
-            a.left.delete(n.id);
-          }
-          const prev = prevTiles?.[i];
-          if (prev !== undefined && prev !== tile) {
-            const proom = roomName(n.tenant, prev);
-            if (o.isActive(proom)) {
-              const a = acc(proom, prev);
-              a.updates.delete(n.id);
-              a.left.set(n.id, { id: n.id, reason: 'moved', ts: n.ts });
+        const zooms = ix.zooms;
+        if (zooms.length > 0) {
+          // One tile computation at the deepest watched zoom; the others are its ancestors.
+          const deep = Math.min(o.maxZoom, zooms[zooms.length - 1]!);
+          const nt = tileOf(n.lon, n.lat, deep);
+          const pt = m.prev ? tileOf(m.prev.lon, m.prev.lat, deep) : undefined;
+          for (const z of zooms) {
+            if (z < o.minZoom || z > deep) continue;
+            const tile = tileKey(ancestor(nt, z));
+            const room = roomName(n.tenant, tile);
+            if (o.isActive(room)) {
+              const a = acc(room, tile);
+              const cur = a.updates.get(n.id);
+              if (!cur || cur.ts <= u.ts) a.updates.set(n.id, u);
+              a.left.delete(n.id);
+            }
+            if (pt === undefined) continue;
+            const prev = tileKey(ancestor(pt, z));
+            if (prev !== tile) {
+              const proom = roomName(n.tenant, prev);
+              if (o.isActive(proom)) {
+                const a = acc(proom, prev);
+                a.updates.delete(n.id);
+                a.left.set(n.id, { id: n.id, reason: 'moved', ts: n.ts });
+              }
             }
           }
         }
+        if (!ix.entities) continue;
         const er = entityRoom(n.tenant, n.id);
         if (o.isActive(er)) {
           const cur = entities.get(er)?.update;

@@ -99,7 +99,7 @@ export function createRooms(d: RoomsDeps): Rooms {
       }
     },
   });
-  const coalescer = createCoalescer({ minZoom: vehicleMinZoom, maxZoom: o.maxZoom, isActive: (room) => registry.has(room) });
+  const coalescer = createCoalescer({ minZoom: vehicleMinZoom, maxZoom: o.maxZoom, isActive: (room) => registry.has(room), interest: (tenant) => registry.interest(tenant) });
   const timers: NodeJS.Timeout[] = [];
 
   io.use((socket, next) => {

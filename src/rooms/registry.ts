@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import type { Keys } from '../store/redis/keys.js';
+import type { TenantInterest } from './coalescer.js';
+import { parseRoom } from './room-names.js';
 
 /**
  * Which rooms have subscribers on some gateway. A gateway that accepts pings publishes deltas
@@ -16,6 +18,8 @@ export interface RoomRegistry {
   /** Registers rooms that just got a local subscriber; resolves once Redis and peers were told. */
   announce(rooms: readonly string[]): Promise<void>;
   has(room: string): boolean;
+  /** Zooms with active tile rooms and whether entity rooms are active, for one tenant (undefined: nothing active). */
+  interest(tenant: string): TenantInterest | undefined;
   size(): number;
   stop(): Promise<void>;
 }
@@ -31,11 +35,28 @@ export interface RoomRegistryDeps {
   localRooms(): Iterable<string>;
 }
 
+/** Adds a room to a per-tenant interest index. */
+function indexRoom(index: Map<string, { zooms: number[]; entities: boolean }>, room: string): void {
+  const r = parseRoom(room);
+  if (!r) return;
+  let t = index.get(r.tenant);
+  if (!t) index.set(r.tenant, (t = { zooms: [], entities: false }));
+  if (r.kind === 'entity') t.entities = true;
+  else if (!t.zooms.includes(r.z)) {
+    t.zooms.push(r.z);
+    t.zooms.sort((a, b) => a - b);
+  }
+}
+
 export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
   let active = new Set<string>();
+  let index = new Map<string, { zooms: number[]; entities: boolean }>();
   /** Rooms announced recently: kept across a refresh whose read may predate the announce. */
   const announced = new Map<string, number>();
-  const remember = (room: string): void => { active.add(room); announced.set(room, Date.now()); };
+  const remember = (room: string): void => {
+    if (!active.has(room)) { active.add(room); indexRoom(index, room); }
+    announced.set(room, Date.now());
+  };
   let timer: NodeJS.Timeout | undefined;
   let refreshing = false;
   const ttl = (): number => Date.now() + 3 * d.refreshMs;
@@ -63,7 +84,10 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
       for (const [r, at] of announced) {
         if (Date.now() - at < 3 * d.refreshMs) next.add(r); else announced.delete(r);
       }
+      const nextIndex = new Map<string, { zooms: number[]; entities: boolean }>();
+      for (const r of next) indexRoom(nextIndex, r);
       active = next;
+      index = nextIndex;
     } catch (err) {
       d.log.warn({ err }, 'room registry refresh failed');
     } finally {
@@ -95,6 +119,7 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
       await pipe.exec();
     },
     has: (room) => active.has(room),
+    interest: (tenant) => index.get(tenant),
     size: () => active.size,
     async stop() {
       if (timer) clearInterval(timer);

@@ -59,6 +59,14 @@ test('a move to another cell leaves the old cell at once; moves carry prev', asy
   assert.notEqual(await redis.zscore(keys.cell('acme', bSlow.cell).geo, 'm1'), null);
   const e = await reader.entity('acme', 'm1');
   assert.ok(e && Math.abs(e.lon - -8.56) < 1e-9);
+  // Two advances of one entity in one batch: one move, its latest state, from where it was before.
+  const c1 = ping('m1', 41.15, -8.5599, t - 8_000);
+  const c2 = ping('m1', 41.15, -8.5598, t - 6_000);
+  const r3 = await writer.write([c1, c2]);
+  assert.deepEqual(r3.outcomes, ['advanced', 'advanced']);
+  assert.equal(r3.moves.length, 1);
+  assert.deepEqual(r3.moves[0]!.prev, { lat: 41.15, lon: -8.56 });
+  assert.equal(r3.moves[0]!.now.ts, c2.ts);
 });
 
 test('an older ping never moves the entity back but goes to history; duplicates are dropped', async () => {
@@ -68,7 +76,10 @@ test('an older ping never moves the entity back but goes to history; duplicates 
   const late = ping('o1', 41.1505, -8.6105, t - 7_000, { seq: 3 });
   const r = await writer.write([p1, p2]);
   assert.deepEqual(r.outcomes, ['advanced', 'advanced']);
-  assert.equal(r.moves.length, 2);
+  // One move per entity and batch: the latest state (the entity was not live before: no prev).
+  assert.equal(r.moves.length, 1);
+  assert.equal(r.moves[0]!.now.ts, p2.ts);
+  assert.equal(r.moves[0]!.prev, undefined);
   const r2 = await writer.write([late, { ...p2, rx: Date.now() }]);
   assert.deepEqual(r2.outcomes, ['history', 'duplicate']);
   assert.equal(r2.moves.length, 0);

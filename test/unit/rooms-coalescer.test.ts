@@ -86,3 +86,27 @@ test('a room gets at most one frame per interval; a quiet room is sent at once',
   c.moved([{ now: pos('a', P, 4) }]);
   assert.equal(c.take(1051, 25).tiles.length, 1);
 });
+
+test('interest: a tenant nobody watches gets nothing; watched zooms give the same frames as checking every zoom', () => {
+  const t13 = cellOf(P.lon, P.lat, 13), q15 = cellOf(Q.lon, Q.lat, 15), p15 = cellOf(P.lon, P.lat, 15);
+  const active = new Set([roomName('acme', t13), roomName('acme', p15), roomName('acme', q15), entityRoom('acme', 'a')]);
+  const isActive = (r: string): boolean => active.has(r);
+  const moves = [{ now: pos('a', Q, 2), prev: P }, { now: pos('b', P, 3) }, { now: { ...pos('c', P, 4), tenant: 'other' } }];
+  const all = createCoalescer({ minZoom: 12, maxZoom: 18, isActive });
+  const some = createCoalescer({
+    minZoom: 12, maxZoom: 18, isActive,
+    interest: (tenant) => (tenant === 'acme' ? { zooms: [13, 15], entities: true } : undefined),
+  });
+  all.moved(moves);
+  some.moved(moves);
+  const norm = (f: ReturnType<typeof all.take>) => JSON.stringify({
+    tiles: f.tiles.map((x) => ({ ...x, since: 0 })).sort((x, y) => x.room.localeCompare(y.room)),
+    entities: f.entities,
+  });
+  const a = all.take(), s = some.take();
+  assert.equal(norm(s), norm(a));
+  assert.ok(a.tiles.some((x) => x.tile === p15 && x.left.length === 1), 'a left its previous z15 tile');
+  const none = createCoalescer({ minZoom: 12, maxZoom: 18, isActive, interest: () => undefined });
+  none.moved(moves);
+  assert.equal(none.pendingRooms(), 0);
+});

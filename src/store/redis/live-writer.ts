@@ -4,6 +4,7 @@ import type { LiveMove, LivePosition } from '../../protocol/live.js';
 import { cellMember, entityBucket, type Keys } from './keys.js';
 import { encodeAccepted, STREAM_FIELD } from './codec.js';
 import { scriptPipeline } from './scripts/index.js';
+import { BatchBlob } from './batch-blob.js';
 
 export interface LiveWriterOptions {
   entityTtlSeconds: number;
@@ -26,7 +27,7 @@ export type Outcome = 'advanced' | 'history' | 'duplicate' | 'implausible';
 export interface WriteResult {
   /** One per input ping, same order. */
   outcomes: Outcome[];
-  /** Pings that advanced live state, in order, with the previous position when known. */
+  /** One per entity whose live state advanced: its latest state, with its position before the batch when known. */
   moves: LiveMove[];
 }
 
@@ -47,81 +48,79 @@ export function livePosition(p: AcceptedPing): LivePosition {
   return pos;
 }
 
+/** A ping's strings for the scripts (ASCII: numbers, ids, cells). */
+const num = (v: number): string => String(v);
+
 export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptions): LiveWriter {
   const ttlMs = opts.entityTtlSeconds * 1000;
+  const blob = new BatchBlob();
   return {
     async write(pings) {
       if (pings.length === 0) return { outcomes: [], moves: [] };
       // 1. Per entity bucket (one hash tag): one script call decides every ping of its entities.
-      const byEntity = new Map<string, number[]>();
-      pings.forEach((p, i) => {
-        const k = `${p.tenant}\u0000${p.id}`;
-        let list = byEntity.get(k);
-        if (!list) byEntity.set(k, (list = []));
-        list.push(i);
-      });
-      const packed = pings.map((p) => encodeAccepted(p));
-      const byBucket = new Map<string, number[][]>();
-      for (const idx of byEntity.values()) {
-        const first = pings[idx[0]!]!;
-        const b = `${first.tenant}\u0000${entityBucket(first.id)}`;
-        let list = byBucket.get(b);
-        if (!list) byBucket.set(b, (list = []));
-        list.push(idx);
+      const byBucket = new Map<string, Map<string, number[]>>();
+      for (let i = 0; i < pings.length; i++) {
+        const p = pings[i]!;
+        const b = `${p.tenant}\u0000${entityBucket(p.id)}`;
+        let ents = byBucket.get(b);
+        if (!ents) byBucket.set(b, (ents = new Map()));
+        const list = ents.get(p.id);
+        if (list) list.push(i); else ents.set(p.id, [i]);
       }
+      const packed = new Array<Buffer>(pings.length);
+      for (let i = 0; i < pings.length; i++) packed[i] = encodeAccepted(pings[i]!);
       const pipe1 = scriptPipeline(redis);
       const order: number[][] = [];
-      for (const group of byBucket.values()) {
+      for (const ents of byBucket.values()) {
         const ks: string[] = [];
-        const args: (string | number | Buffer)[] = [ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters];
-        for (const idx of group) {
+        blob.reset();
+        for (const idx of ents.values()) {
           const first = pings[idx[0]!]!;
           ks.push(keys.entity(first.tenant, first.id));
-          args.push(idx.length);
+          blob.u16(idx.length);
           for (const i of idx) {
             const p = pings[i]!;
-            args.push(p.ts, p.seq ?? '', p.lat, p.lon, p.cell, p.rx, packed[i]!);
+            blob.str8(num(p.ts)).str8(p.seq === undefined ? '' : num(p.seq)).str8(num(p.lat)).str8(num(p.lon))
+              .str8(p.cell).str8(num(p.rx)).bytes16(packed[i]!);
           }
           order.push(idx);
         }
-        pipe1.entityAdvance(ks.length, ...ks, ...args);
+        pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take());
       }
       const r1 = await pipe1.exec();
-      const rows: (string | number)[][] = [];
+      const rows: string[] = [];
       for (const [err, res] of r1 ?? []) {
         if (err) throw err;
-        for (const row of res as (string | number)[][]) rows.push(row);
+        for (const row of String(res).split(';')) rows.push(row);
       }
       const outcomes: Outcome[] = new Array<Outcome>(pings.length);
       const moves: LiveMove[] = [];
-      // 2. Per cell (one hash tag each): live-state add/remove and history, in ping order.
-      const cellOps = new Map<string, { tenant: string; cell: string; ops: (string | number | Buffer)[] }>();
-      const opsOf = (tenant: string, cell: string): (string | number | Buffer)[] => {
+      // 2. Per cell (one hash tag each): history in ping order, then leave the old cell, then live state.
+      const cellOps = new Map<string, CellOps>();
+      const opsOf = (tenant: string, cell: string): CellOps => {
         const k = cellMember(tenant, cell);
         let c = cellOps.get(k);
-        if (!c) cellOps.set(k, (c = { tenant, cell, ops: [] }));
-        return c.ops;
+        if (!c) cellOps.set(k, (c = { tenant, cell, history: [], live: [], left: [] }));
+        return c;
       };
       for (let e = 0; e < order.length; e++) {
         const idx = order[e]!;
-        const row = rows[e]!;
-        const prevCell = String(row[0]);
-        let prev: { lat: number; lon: number } | undefined = row[1] !== '' ? { lat: Number(row[1]), lon: Number(row[2]) } : undefined;
+        const [prevCell = '', prevLat = '', prevLon = '', decided = ''] = rows[e]!.split(',');
         let last: AcceptedPing | undefined;
-        idx.forEach((i, j) => {
-          const o = OUTCOME[Number(row[3 + j])] ?? 'implausible';
+        for (let j = 0; j < idx.length; j++) {
+          const i = idx[j]!;
+          const o = OUTCOME[decided.charCodeAt(j) - 48] ?? 'implausible';
           outcomes[i] = o;
           const p = pings[i]!;
-          if (o === 'advanced' || o === 'history') opsOf(p.tenant, p.cell).push('X', packed[i]!);
-          if (o === 'advanced') {
-            moves.push(prev ? { now: livePosition(p), prev } : { now: livePosition(p) });
-            prev = { lat: p.lat, lon: p.lon };
-            last = p;
-          }
-        });
+          if (o === 'advanced' || o === 'history') opsOf(p.tenant, p.cell).history.push(i);
+          if (o === 'advanced') last = p;
+        }
         if (last) {
-          opsOf(last.tenant, last.cell).push('A', last.id, last.lon, last.lat, last.rx);
-          if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).push('R', last.id);
+          // One move per entity and batch: its latest state, from where it was before the batch.
+          const now = livePosition(last);
+          moves.push(prevLat !== '' ? { now, prev: { lat: Number(prevLat), lon: Number(prevLon) } } : { now });
+          opsOf(last.tenant, last.cell).live.push(last);
+          if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).left.push(last.id);
         }
       }
       if (cellOps.size > 0) {
@@ -130,7 +129,11 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
         const active: (string | number)[] = [];
         for (const c of cellOps.values()) {
           const ck = keys.cell(c.tenant, c.cell);
-          pipe2.cellWrite(ck.geo, ck.seen, ck.stream, opts.streamMaxLen, STREAM_FIELD, ...c.ops);
+          blob.reset();
+          for (const i of c.history) blob.u8(OP_X).bytes16(packed[i]!);
+          for (const id of c.left) blob.u8(OP_R).str8(id);
+          for (const p of c.live) blob.u8(OP_A).str8(p.id).str8(num(p.lon)).str8(num(p.lat)).str8(num(p.rx));
+          pipe2.cellWrite(ck.geo, ck.seen, ck.stream, opts.streamMaxLen, STREAM_FIELD, blob.take());
           active.push(now, cellMember(c.tenant, c.cell));
         }
         pipe2.zadd(keys.activeCells, ...active);
@@ -142,3 +145,10 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
     },
   };
 }
+
+/** What one batch does to one cell: stream these pings, add these entities, remove those ids. */
+interface CellOps { tenant: string; cell: string; history: number[]; live: AcceptedPing[]; left: string[] }
+
+const OP_X = 0x58;
+const OP_A = 0x41;
+const OP_R = 0x52;

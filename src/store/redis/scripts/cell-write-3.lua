@@ -1,31 +1,38 @@
 --[[
   cell-write-3.lua: applies one batch of operations to one ingest cell (one hash tag).
   KEYS[1] GEO set, KEYS[2] last-seen sorted set (score = server receive ms), KEYS[3] stream
-  ARGV[1] stream MAXLEN (approximate), ARGV[2] stream field name, then operations:
-    'A', id, lon, lat, rx   entity is live here: GEOADD + ZADD seen
-    'R', id                 entity left this cell: ZREM from GEO and seen
-    'X', packed             history: XADD MAXLEN ~ (in the given order)
+  ARGV[1] stream MAXLEN (approximate), ARGV[2] stream field name, ARGV[3] the operations, one
+  binary string (src/store/redis/batch-blob.ts), each a one-byte op then length-prefixed strings:
+    'A' id, lon, lat, rx (uint8 lengths)   entity is live here: GEOADD + ZADD seen
+    'R' id (uint8 length)                  entity left this cell: ZREM from GEO and seen
+    'X' packed (uint16 length)             history: XADD MAXLEN ~ (in the given order)
   The writer sends at most one 'A' or one 'R' per entity and batch, so removals, then adds,
   are applied as variadic commands (fewer calls per ping). Returns the stream entries added.
 ]]
 local maxlen = ARGV[1]
 local field = ARGV[2]
-local i, added = 3, 0
-local n = #ARGV
+local blob = ARGV[3]
+local unpack_ = struct.unpack
+local pos, n = 1, #blob
+local added = 0
 local geo, seen, rem = {}, {}, {}
-while i <= n do
-  local op = ARGV[i]
-  if op == 'A' then
-    geo[#geo + 1] = ARGV[i + 2]; geo[#geo + 1] = ARGV[i + 3]; geo[#geo + 1] = ARGV[i + 1]
-    seen[#seen + 1] = ARGV[i + 4]; seen[#seen + 1] = ARGV[i + 1]
-    i = i + 5
-  elseif op == 'R' then
-    rem[#rem + 1] = ARGV[i + 1]
-    i = i + 2
-  elseif op == 'X' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', field, ARGV[i + 1])
+while pos <= n do
+  local op
+  op, pos = unpack_('B', blob, pos)
+  if op == 88 then -- 'X'
+    local p
+    p, pos = unpack_('<Hc0', blob, pos)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', field, p)
     added = added + 1
-    i = i + 2
+  elseif op == 65 then -- 'A'
+    local id, lon, lat, rx
+    id, lon, lat, rx, pos = unpack_('Bc0Bc0Bc0Bc0', blob, pos)
+    geo[#geo + 1] = lon; geo[#geo + 1] = lat; geo[#geo + 1] = id
+    seen[#seen + 1] = rx; seen[#seen + 1] = id
+  elseif op == 82 then -- 'R'
+    local id
+    id, pos = unpack_('Bc0', blob, pos)
+    rem[#rem + 1] = id
   else
     return redis.error_reply('cell-write: unknown op ' .. tostring(op))
   end

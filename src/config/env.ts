@@ -36,6 +36,7 @@ export const ENV_VARS = {
   INGEST_RATE_ABUSE_PINGS: 'ingest.rateAbusePings',
   INGEST_MAX_BUFFERED_BYTES: 'ingest.maxBufferedBytes',
   INGEST_MAX_PENDING_PINGS: 'ingest.maxPendingPings',
+  INGEST_MAX_WRITES_IN_FLIGHT: 'ingest.maxWritesInFlight',
   QUERY_MAX_RADIUS_METERS: 'query.maxRadiusMeters',
   QUERY_MAX_LIMIT: 'query.maxLimit',
   ROOMS_MIN_ZOOM: 'rooms.minZoom',

@@ -78,6 +78,8 @@ export const configSchema = z.object({
     maxBufferedBytes: int(1024, 64 * 1024 * 1024),
     /** Admission control: frames arriving while this many pings wait for Redis are refused (OVERLOADED). */
     maxPendingPings: int(100, 10_000_000),
+    /** Ingest batches written to Redis at once; later frames wait and go in the next, larger batch. */
+    maxWritesInFlight: int(1, 1000),
   }),
   query: z.object({
     maxRadiusMeters: int(1, 1_000_000),

@@ -86,7 +86,9 @@ export function createGateway(d: GatewayDeps): Gateway {
       ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
       allowConnection: () => !atCapacity(),
     });
-    const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }), cfg.ingest.maxPendingPings);
+    const batcher = createIngestBatcher(writer, { moved: (moves) => rooms?.moved(moves) }, log.child({ module: 'ingest' }), {
+      maxPendingPings: cfg.ingest.maxPendingPings, maxWritesInFlight: cfg.ingest.maxWritesInFlight,
+    });
     ingest = registerIngestSocket(app, {
       log: log.child({ module: 'ingest' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom,
       maxBatch: cfg.ingest.maxBatch, maxPayloadBytes: cfg.ingest.maxPayloadBytes, idleTimeoutSeconds: cfg.ingest.idleTimeoutSeconds,

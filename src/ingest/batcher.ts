@@ -20,19 +20,40 @@ export interface BatcherListeners {
 
 interface Pending { pings: AcceptedPing[]; resolve: (o: Outcome[]) => void; reject: (e: unknown) => void }
 
+export interface BatcherLimits {
+  /** Admission control: above this many pings waiting for Redis, overloaded() is true. */
+  maxPendingPings?: number;
+  /**
+   * Batches written to Redis at once. Past it, submissions wait for a write to finish and go
+   * together in the next batch: under load batches grow (fewer script calls per ping) instead
+   * of more small writes queueing up in Redis.
+   */
+  maxWritesInFlight?: number;
+}
+
 /**
- * Coalesces every submission of one event-loop turn into one write (two pipelined round
- * trips), so Redis round trips grow with turns, not with pings.
+ * Coalesces every submission of one event-loop turn (or, while `maxWritesInFlight` writes are
+ * under way, of every turn until one finishes) into one write (two pipelined round trips), so
+ * Redis round trips grow with turns, not with pings.
  */
-export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger, maxPendingPings = Infinity): IngestBatcher {
+export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger, limits: BatcherLimits = {}): IngestBatcher {
+  const maxPendingPings = limits.maxPendingPings ?? Infinity;
+  const maxWrites = limits.maxWritesInFlight ?? Infinity;
   let queue: Pending[] = [];
   /** Pings queued or in flight to Redis (admission control, so overload cannot grow memory without bound). */
   let pending = 0;
   let scheduled = false;
   const inFlight = new Set<Promise<void>>();
 
-  const flush = (): void => {
+  const schedule = (): void => {
+    if (scheduled || queue.length === 0) return;
+    scheduled = true;
+    setImmediate(flush);
+  };
+
+  const flush = (force = false): void => {
     scheduled = false;
+    if (!force && inFlight.size >= maxWrites) return; // the next write that finishes schedules this one
     const batch = queue;
     queue = [];
     if (batch.length === 0) return;
@@ -56,7 +77,10 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
         log.error({ err, pings: all.length }, 'redis write failed');
         for (const b of batch) b.reject(err);
       },
-    ).finally(() => inFlight.delete(p));
+    ).finally(() => {
+      inFlight.delete(p);
+      schedule();
+    });
     inFlight.add(p);
   };
 
@@ -74,14 +98,11 @@ export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListen
       return new Promise<Outcome[]>((resolve, reject) => {
         pending += pings.length;
         queue.push({ pings, resolve, reject });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
+        schedule();
       });
     },
     async drain() {
-      flush();
+      flush(true);
       await Promise.allSettled([...inFlight]);
     },
     overloaded: () => pending >= maxPendingPings,

@@ -217,7 +217,9 @@ export function createPersister(d: PersisterDeps): Persister {
       if (!failing && buffer.entries.length < w.maxBatch) {
         try {
           more = await readRound();
-          if (buffer.entries.length < w.maxBatch && more && !writing) continue; // catch-up: fill up to maxBatch first
+          // Catch-up: with no write in flight, start one at a quarter of maxBatch (the rest is read
+          // while it writes); with one in flight, fill up to maxBatch.
+          if (more && buffer.entries.length < (writing ? w.maxBatch : Math.ceil(w.maxBatch / 4))) continue;
         } catch (err) {
           log.warn({ err }, 'stream read failed; retried');
           await pause(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 4));

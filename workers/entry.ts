@@ -30,6 +30,19 @@ export interface StagedPing {
 }
 
 const CELL_RE = /^(\d{1,2})\/(\d{1,7})\/(\d{1,7})$/;
+/** Parsed ingest cells (few distinct values, one parse each). */
+const cells = new Map<string, readonly [number, number, number]>();
+function parseCell(cell: string): readonly [number, number, number] | undefined {
+  let c = cells.get(cell);
+  if (c === undefined) {
+    const m = CELL_RE.exec(cell);
+    if (!m) return undefined;
+    if (cells.size > 100_000) cells.clear();
+    c = [Number(m[1]), Number(m[2]), Number(m[3])] as const;
+    cells.set(cell, c);
+  }
+  return c;
+}
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const optNum = (v: unknown, name: string): number | null => {
   if (v === undefined || v === null) return null;
@@ -65,13 +78,13 @@ export function toStaged(p: AcceptedPing): StagedPing {
   if (!Number.isSafeInteger(p.ts) || p.ts <= 0 || p.ts > 32503680000000) throw new PoisonEntryError('bad ts');
   if (p.seq !== undefined && p.seq !== null && (!Number.isSafeInteger(p.seq) || p.seq < 0)) throw new PoisonEntryError('bad seq');
   if (!isNum(p.lat) || Math.abs(p.lat) > 90 || !isNum(p.lon) || Math.abs(p.lon) > 180) throw new PoisonEntryError('bad coordinates');
-  const m = typeof p.cell === 'string' ? CELL_RE.exec(p.cell) : null;
-  if (!m) throw new PoisonEntryError('bad cell');
+  const c = typeof p.cell === 'string' ? parseCell(p.cell) : undefined;
+  if (!c) throw new PoisonEntryError('bad cell');
   return {
     tenant: p.tenant, id: p.id, ts: p.ts, seq: p.seq ?? -1, lon: p.lon, lat: p.lat,
     speed: optNum(p.speed, 'speed'), heading: optNum(p.heading, 'heading'), accuracy: optNum(p.accuracy, 'accuracy'),
     kind: optStr(p.kind, 'kind'), status: optStr(p.status, 'status'),
-    cell: p.cell, cz: Number(m[1]), cx: Number(m[2]), cy: Number(m[3]),
+    cell: p.cell, cz: c[0], cx: c[1], cy: c[2],
     win: p.ts - (p.ts % WINDOW_MS),
   };
 }

@@ -2,6 +2,10 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, register, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../src/log/logger.js';
 
+let lagSource: (() => Promise<number>) | undefined;
+/** What the lag gauge reads at scrape time (ms): set by the persister. */
+export function setLagSource(fn: (() => Promise<number>) | undefined): void { lagSource = fn; }
+
 /** Worker metrics (prom-client global registry, one worker per process). */
 export const workerMetrics = {
   pingsRead: new Counter({ name: 'geoflux_worker_pings_read_total', help: 'Stream entries decoded and written (including redeliveries)' }),
@@ -14,7 +18,11 @@ export const workerMetrics = {
   flushFailures: new Counter({ name: 'geoflux_worker_flush_failures_total', help: 'Flushes that failed and will be retried' }),
   entriesPending: new Gauge({ name: 'geoflux_worker_entries_pending', help: 'Stream entries read by a consumer and not acknowledged (all consumers)' }),
   entriesUndelivered: new Gauge({ name: 'geoflux_worker_entries_undelivered', help: 'Stream entries not yet read by any consumer' }),
-  lag: new Gauge({ name: 'geoflux_worker_persistence_lag_seconds', help: 'Age of the oldest stream entry not yet persisted (0 when none)' }),
+  lag: new Gauge({
+    name: 'geoflux_worker_persistence_lag_seconds',
+    help: 'Age of the oldest stream entry not yet persisted (0 when none), computed when scraped',
+    async collect() { if (lagSource) this.set((await lagSource()) / 1000); },
+  }),
   deadLetters: new Counter({ name: 'geoflux_worker_dead_letters_total', help: 'Undecodable entries moved to the dead-letter stream' }),
   maintenanceRuns: new Counter({ name: 'geoflux_worker_partition_maintenance_total', help: 'pg_partman maintenance runs', labelNames: ['result'] as const }),
 };

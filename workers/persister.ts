@@ -3,10 +3,10 @@ import type pg from 'pg';
 import type { Config } from '../src/config/schema.js';
 import type { Logger } from '../src/log/logger.js';
 import { createKeys } from '../src/store/redis/keys.js';
-import { createStreamReader, type ReadResult, type StreamEntry } from './stream-reader.js';
+import { createStreamReader, type ReadResult, type StreamEntry, type StreamsInfo } from './stream-reader.js';
 import { writeBatch, type WriteResult } from './pg-writer.js';
 import { backoffMs, isPoison, isTransient } from './errors.js';
-import { workerMetrics } from './metrics.js';
+import { setLagSource, workerMetrics } from './metrics.js';
 import { createStatusPublisher } from './status.js';
 
 export type PersisterState = 'idle' | 'running' | 'draining' | 'stopped';
@@ -42,11 +42,15 @@ const CONSUMER_IDLE_MS = 3600_000;
 const PRUNE_EVERY_MS = 600_000;
 
 /**
- * Every flush interval: read what arrived on the active cell streams (own pending after a
- * restart, idle entries of dead consumers, new entries), write it to PostGIS in one
- * transaction, acknowledge after COMMIT, trim acknowledged history. A failed write keeps the
- * batch and retries it with backoff (entries stay pending in Redis meanwhile, so nothing is
- * lost if this process dies; another worker claims them after claimIdleMs).
+ * Reads the active cell streams continuously (own pending after a restart, idle entries of
+ * dead consumers once per flush, new entries) into memory, and writes what it holds to
+ * PostGIS in one transaction every flush interval — start to start — or at once when
+ * WORKER_MAX_BATCH entries are held (a backlog, or a rate above maxBatch per interval):
+ * lag stays about one interval plus one write. The next batch is read while PostgreSQL
+ * writes the current one. XACK after COMMIT, then XTRIM of the acknowledged history. A failed
+ * write keeps the batch and retries it with backoff, reading nothing new meanwhile (entries
+ * stay pending in Redis, so nothing is lost if this process dies; another worker claims them
+ * after claimIdleMs).
  */
 export function createPersister(d: PersisterDeps): Persister {
   const { cfg, log } = d;
@@ -54,34 +58,44 @@ export function createPersister(d: PersisterDeps): Persister {
   const keys = createKeys(cfg.redis.keyPrefix);
   const reader = createStreamReader(d.redis, keys, w.consumerGroup, d.consumer, w.readCount);
   const status = createStatusPublisher(d.redis, keys.workerStatus(d.consumer), { instance: d.consumer, mode: w.mode, ttlMs: Math.max(30_000, 3 * w.flushIntervalMs) });
+  /** How often new entries are read between flushes. */
+  const pollMs = Math.max(20, Math.min(1000, Math.floor(w.flushIntervalMs / 4)));
   let state: PersisterState = 'idle';
-  let timer: NodeJS.Timeout | undefined;
-  let inFlight: Promise<unknown> = Promise.resolve();
+  let loop: Promise<void> = Promise.resolve();
   let stopping: Promise<void> | undefined;
   let firstRead = true;
+  /** XAUTOCLAIM once per flush cycle (it scans the whole pending list). */
+  let claimDue = true;
+  /** Entries read and not yet handed to a write. */
+  let buffer: ReadResult = emptyBatch();
   /** A batch whose write failed: retried before anything new is read. */
   let carry: ReadResult | undefined;
-  /** The next batch, read while the previous one was being written (only when behind). */
-  let prefetch: Promise<ReadResult | undefined> | undefined;
+  let retryAt = 0;
   let attempt = 0;
+  let writing: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
   let lastStreams: string[] = [];
   const setState = (s: PersisterState): void => { log.info({ from: state, to: s }, 'persister state'); state = s; };
+  const nudge = (): void => { const f = wake; wake = undefined; f?.(); };
+  const pause = (ms: number): Promise<void> => new Promise((resolve) => {
+    const t = setTimeout(() => { wake = undefined; resolve(); }, Math.max(0, ms));
+    wake = () => { clearTimeout(t); resolve(); };
+  });
 
-  async function readBatch(): Promise<ReadResult | undefined> {
+  /** One read round into the buffer; true when a stream had more than one read returns. */
+  async function readRound(): Promise<boolean> {
     const streams = await reader.activeStreams(Date.now() - ACTIVE_WINDOW_MS);
     lastStreams = streams;
-    if (streams.length === 0) return undefined;
-    const batch: ReadResult = { entries: [], poison: [], gone: [], more: false };
-    // Several reads (bounded) until maxBatch: catch-up after an outage goes fast.
-    for (let round = 0; round < 50; round++) {
-      const r = await reader.read(streams, { own: firstRead && round === 0, claim: round === 0, claimIdleMs: w.claimIdleMs });
-      // concat, not push(...): batches hold up to maxBatch entries (spread would overflow the stack)
-      batch.entries = batch.entries.concat(r.entries); batch.poison = batch.poison.concat(r.poison); batch.gone = batch.gone.concat(r.gone);
-      batch.more = r.more;
-      if (!r.more || batch.entries.length >= w.maxBatch) break;
-    }
+    if (streams.length === 0) return false;
+    const r = await reader.read(streams, { own: firstRead, claim: claimDue, claimIdleMs: w.claimIdleMs });
     firstRead = false;
-    return batch;
+    claimDue = false;
+    // push in a loop, not push(...): rounds hold up to readCount × streams entries (spread would overflow the stack)
+    for (const e of r.entries) buffer.entries.push(e);
+    for (const e of r.poison) buffer.poison.push(e);
+    for (const e of r.gone) buffer.gone.push(e);
+    buffer.more = r.more;
+    return r.more;
   }
 
   async function write(entries: StreamEntry[]): Promise<WriteResult> {
@@ -129,21 +143,13 @@ export function createPersister(d: PersisterDeps): Persister {
     }
   }
 
-  async function flushOnce(): Promise<FlushStats> {
-    const endTimer = workerMetrics.flushDuration.startTimer();
-    const t0 = performance.now();
-    let batch = carry;
-    if (!batch) {
-      const pre = prefetch;
-      prefetch = undefined;
-      batch = pre ? await pre : await readBatch();
-    }
-    const readMs = Math.round(performance.now() - t0);
-    if (!batch || (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0)) {
+  /** Writes one batch (already read): dead letters, write, COMMIT, XACK, metrics, status. Throws on failure (batch kept by the caller). */
+  async function flushBatch(batch: ReadResult, readMs: number): Promise<FlushStats> {
+    if (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0) {
       await report(undefined);
       return EMPTY;
     }
-    carry = batch;
+    const endTimer = workerMetrics.flushDuration.startTimer();
     if (batch.gone.length > 0) {
       log.error({ entries: batch.gone.length }, 'pending stream entries were trimmed before being persisted (lost): raise STREAM_MAX_LEN or add workers');
     }
@@ -154,11 +160,6 @@ export function createPersister(d: PersisterDeps): Persister {
       workerMetrics.deadLetters.inc(batch.poison.length);
       for (const p of batch.poison) log.warn({ stream: p.stream, entryId: p.entryId, reason: p.reason }, 'poison entry dead-lettered');
       batch.poison = [];
-    }
-    // Backlog (catch-up): read the next batch from Redis while PostgreSQL writes this one.
-    if (batch.more && !prefetch) {
-      prefetch = readBatch();
-      prefetch.catch(() => undefined); // surfaces when awaited by the next flush
     }
     let res: WriteResult;
     try {
@@ -173,7 +174,6 @@ export function createPersister(d: PersisterDeps): Persister {
     }
     const t1 = performance.now();
     await reader.ack(group([...batch.entries, ...batch.gone]));
-    carry = undefined;
     res.steps.read = readMs;
     res.steps.ack = Math.round(performance.now() - t1);
     const seconds = endTimer();
@@ -185,6 +185,97 @@ export function createPersister(d: PersisterDeps): Persister {
     return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more, steps: res.steps };
   }
 
+  /** Hands the buffer (or the failed batch) to a write that runs while the loop keeps reading. */
+  function startWrite(readMs: number): void {
+    const batch = carry ?? buffer;
+    if (!carry) buffer = emptyBatch();
+    carry = batch;
+    claimDue = true;
+    const started = Date.now();
+    writing = flushBatch(batch, readMs).then(
+      (s) => {
+        carry = undefined;
+        attempt = 0;
+        if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed');
+      },
+      (err: unknown) => {
+        workerMetrics.flushFailures.inc();
+        const wait = backoffMs(attempt++, RETRY_BASE_MS, RETRY_MAX_MS);
+        retryAt = Date.now() + wait;
+        log[isPoison(err) ? 'error' : 'warn']({ err, attempt, retryInMs: wait, carried: carry?.entries.length ?? 0 }, 'flush failed; batch kept and retried');
+      },
+    ).finally(() => { writing = undefined; nudge(); });
+  }
+
+  async function run(): Promise<void> {
+    let nextFlushAt = Date.now(); // at once: own pending entries after a restart, a backlog
+    let cycleStart = performance.now();
+    while (state === 'running') {
+      const failing = carry !== undefined && !writing;
+      // Read (not while a failed batch waits for its retry: the streams buffer meanwhile).
+      let more = false;
+      if (!failing && buffer.entries.length < w.maxBatch) {
+        try {
+          more = await readRound();
+          // Catch-up: with no write in flight, start one at a quarter of maxBatch (the rest is read
+          // while it writes); with one in flight, fill up to maxBatch.
+          if (more && buffer.entries.length < (writing ? w.maxBatch : Math.ceil(w.maxBatch / 4))) continue;
+        } catch (err) {
+          log.warn({ err }, 'stream read failed; retried');
+          await pause(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 4));
+          continue;
+        }
+      }
+      if (state !== 'running') break;
+      const now = Date.now();
+      if (!writing) {
+        if (failing) {
+          if (now >= retryAt) startWrite(0);
+          else await pause(retryAt - now);
+          continue;
+        }
+        const held = buffer.entries.length + buffer.poison.length + buffer.gone.length;
+        if (now >= nextFlushAt || buffer.entries.length >= w.maxBatch || (more && held > 0)) {
+          nextFlushAt = now + w.flushIntervalMs;
+          const readMs = Math.round(performance.now() - cycleStart);
+          cycleStart = performance.now();
+          startWrite(readMs);
+          continue;
+        }
+      }
+      // Wait for the next read, the flush time, or the write in flight (when the buffer is full).
+      if (writing) {
+        if (buffer.entries.length >= w.maxBatch) await writing;
+        else if (!more) await pause(pollMs); // the write's end wakes it early
+      } else if (!more) {
+        await pause(Math.min(pollMs, Math.max(0, nextFlushAt - Date.now())));
+      }
+    }
+    await writing;
+  }
+
+  /** Age (ms) of the oldest stream entry not persisted yet, from an inspection at most 1 s old. */
+  let inspected: { at: number; oldestMs: number | undefined; pending: number; undelivered: number } = { at: 0, oldestMs: undefined, pending: 0, undelivered: 0 };
+  let inspecting: Promise<void> | undefined;
+  const note = (info: StreamsInfo): void => { inspected = { at: Date.now(), oldestMs: info.oldestMs, pending: info.pending, undelivered: info.undelivered }; };
+  const lagMs = (): number => (inspected.oldestMs === undefined ? 0 : Math.max(0, Date.now() - inspected.oldestMs));
+  async function currentLagMs(): Promise<number> {
+    if (Date.now() - inspected.at > 1000) {
+      inspecting ??= (async () => {
+        try {
+          const streams = await reader.activeStreams(Date.now() - ACTIVE_WINDOW_MS);
+          note(await reader.inspect(streams, false));
+        } catch (err) {
+          log.warn({ err }, 'stream inspection failed');
+        } finally {
+          inspecting = undefined;
+        }
+      })();
+      await inspecting;
+    }
+    return lagMs();
+  }
+
   let lastPrune = Date.now();
   async function report(flushed: { pings: number; rows: number; seconds: number } | undefined): Promise<void> {
     try {
@@ -193,12 +284,10 @@ export function createPersister(d: PersisterDeps): Persister {
         const removed = await reader.pruneConsumers(lastStreams, CONSUMER_IDLE_MS);
         if (removed) log.info({ removed }, 'removed idle consumers of dead workers');
       }
-      const info = await reader.inspect(lastStreams, flushed !== undefined);
-      const lagMs = info.oldestMs === undefined ? 0 : Math.max(0, Date.now() - info.oldestMs);
-      workerMetrics.entriesPending.set(info.pending);
-      workerMetrics.entriesUndelivered.set(info.undelivered);
-      workerMetrics.lag.set(lagMs / 1000);
-      await status.publish({ state, lagMs, pending: info.pending, undelivered: info.undelivered, flushed });
+      note(await reader.inspect(lastStreams, flushed !== undefined));
+      workerMetrics.entriesPending.set(inspected.pending);
+      workerMetrics.entriesUndelivered.set(inspected.undelivered);
+      await status.publish({ state, lagMs: lagMs(), pending: inspected.pending, undelivered: inspected.undelivered, flushed });
     } catch (err) {
       log.warn({ err }, 'stream inspection failed');
     }
@@ -214,25 +303,17 @@ export function createPersister(d: PersisterDeps): Persister {
     return byStream;
   }
 
-  const tick = (): void => {
-    if (state !== 'running') return;
-    const started = Date.now();
-    inFlight = flushOnce().then(
-      (s) => {
-        attempt = 0;
-        if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed');
-        return s.more ? 0 : w.flushIntervalMs;
-      },
-      (err: unknown) => {
-        workerMetrics.flushFailures.inc();
-        const wait = backoffMs(attempt++, RETRY_BASE_MS, RETRY_MAX_MS);
-        log[isPoison(err) ? 'error' : 'warn']({ err, attempt, retryInMs: wait, carried: carry?.entries.length ?? 0 }, 'flush failed; batch kept and retried');
-        return wait;
-      },
-    ).then((next) => {
-      if (state === 'running') timer = setTimeout(tick, next);
-    });
-  };
+  /** Reads one round and writes what is held now (also the final flush of stop()). */
+  async function flushOnce(): Promise<FlushStats> {
+    const t0 = performance.now();
+    if (!carry) await readRound();
+    const batch = carry ?? buffer;
+    if (!carry) buffer = emptyBatch();
+    carry = batch;
+    const s = await flushBatch(batch, Math.round(performance.now() - t0));
+    carry = undefined;
+    return s;
+  }
 
   return {
     get state() { return state; },
@@ -240,19 +321,33 @@ export function createPersister(d: PersisterDeps): Persister {
     async start() {
       if (state !== 'idle') throw new Error(`persister cannot start from ${state}`);
       setState('running');
-      timer = setTimeout(tick, Math.min(w.flushIntervalMs, 1000));
+      setLagSource(currentLagMs);
+      loop = run().catch((err: unknown) => { log.error({ err }, 'persister loop failed'); });
     },
     stop() {
       stopping ??= (async () => {
-        setState('draining');
-        clearTimeout(timer);
-        await inFlight.catch(() => undefined);
-        // A batch read ahead is written too (else it waits for WORKER_CLAIM_IDLE_MS elsewhere).
-        if (prefetch && !carry) await flushOnce().catch((err: unknown) => log.warn({ err }, 'final flush failed; entries stay pending'));
+        if (state === 'running') setState('draining');
+        nudge();
+        await loop;
+        // Entries already read are written too (else they wait for WORKER_CLAIM_IDLE_MS elsewhere);
+        // a batch whose write is failing stays pending in Redis.
+        if (!carry && buffer.entries.length + buffer.poison.length + buffer.gone.length > 0) {
+          const batch = buffer;
+          buffer = emptyBatch();
+          await flushBatch(batch, 0).then(
+            (s) => log.info({ ...s }, 'flushed'),
+            (err: unknown) => log.warn({ err }, 'final flush failed; entries stay pending'),
+          );
+        }
+        setLagSource(undefined);
         setState('stopped');
         await status.clear().catch(() => undefined);
       })();
       return stopping;
     },
   };
+}
+
+function emptyBatch(): ReadResult {
+  return { entries: [], poison: [], gone: [], more: false };
 }

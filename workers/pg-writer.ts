@@ -29,6 +29,7 @@ CREATE TEMP TABLE IF NOT EXISTS gf_stage (
   cell text, cz smallint, cx integer, cy integer, win timestamptz
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_fresh (LIKE gf_stage) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gf_conf (LIKE gf_stage) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_changed (
   tenant text, entity_id text, win timestamptz, ping_count integer, speed_sum numeric,
   speed_n integer, last_ts timestamptz, last_seq bigint, prev_ts timestamptz, prev_seq bigint
@@ -134,13 +135,53 @@ ON CONFLICT (tenant, entity_id, ts) DO UPDATE SET
   mean_speed = CASE WHEN p.mean_speed IS NULL THEN excluded.mean_speed WHEN excluded.mean_speed IS NULL THEN p.mean_speed
     ELSE ((p.mean_speed * p.ping_count + excluded.mean_speed * excluded.ping_count) / (p.ping_count + excluded.ping_count))::real END`;
 
-/** Raw mode, usual case: no two pings of the batch share (tenant, entity, ts); no grouping needed. */
-const SQL_RAW_SIMPLE = `
-INSERT INTO positions AS p (tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed)
+/**
+ * Raw mode, step 1: positions itself is the ledger. A row holding ONE ping (ping_count = 1) IS
+ * that ping's record: (tenant, entity, ts, seq). Usually every key is new and this insert is
+ * the whole write; the pings it inserted are fresh.
+ */
+const SQL_RAW_INSERT = `
+INSERT INTO positions (tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed)
 SELECT l.tenant, l.entity_id, l.ts, nullif(l.seq, -1), ST_SetSRID(ST_MakePoint(l.lon, l.lat), 4326), l.speed, l.heading, l.accuracy,
        l.kind, l.status, l.cell, 1, l.speed
-FROM gf_fresh l
-${SQL_RAW.slice(SQL_RAW.indexOf('ON CONFLICT'))}`;
+FROM gf_stage l
+ON CONFLICT DO NOTHING`;
+
+/**
+ * Raw mode, rare case (redelivery, a duplicate through two gateways, two pings sharing a ts):
+ * the staged pings that did not get a row of their own in step 1. A row this transaction
+ * inserted carries our xmin and the seq of the ping it holds.
+ */
+const SQL_RAW_CONFLICTS = `
+INSERT INTO gf_conf SELECT s.* FROM gf_stage s JOIN positions p USING (tenant, entity_id, ts)
+WHERE NOT (p.xmin::text = (txid_current() % 4294967296)::text AND coalesce(p.seq, -1) = s.seq)
+  AND p.ts >= (SELECT min(ts) FROM gf_stage) AND p.ts <= (SELECT max(ts) FROM gf_stage)`;
+
+/**
+ * A key that ever had a conflict keeps every ping of its row in ping_log: first record the
+ * row's own ping (a committed or our own row with ping_count = 1 holds exactly the ping
+ * (key, seq); rows with more pings already have all of them logged), then the conflicting
+ * pings that go in for the first time are fresh.
+ */
+const SQL_RAW_LOG_ROWS = `
+INSERT INTO ping_log (tenant, entity_id, ts, seq)
+SELECT p.tenant, p.entity_id, p.ts, coalesce(p.seq, -1)
+FROM positions p JOIN (SELECT DISTINCT tenant, entity_id, ts FROM gf_conf) k USING (tenant, entity_id, ts)
+WHERE p.ts >= (SELECT min(ts) FROM gf_conf) AND p.ts <= (SELECT max(ts) FROM gf_conf)
+ORDER BY 1, 2, 3, 4
+ON CONFLICT DO NOTHING`;
+
+const SQL_RAW_LOG_CONFLICTS = `
+WITH l AS (
+  INSERT INTO ping_log (tenant, entity_id, ts, seq) SELECT tenant, entity_id, ts, seq FROM gf_conf ORDER BY 1, 2, 3, 4
+  ON CONFLICT DO NOTHING RETURNING tenant, entity_id, ts, seq
+)
+INSERT INTO gf_fresh SELECT c.* FROM gf_conf c JOIN l USING (tenant, entity_id, ts, seq)`;
+
+/** After the merge: every fresh ping of the flush (those with a row of their own + fresh conflicts), for the cells. */
+const SQL_RAW_FRESH_REST = `
+INSERT INTO gf_fresh SELECT s.* FROM gf_stage s
+WHERE NOT EXISTS (SELECT 1 FROM gf_conf c WHERE c.tenant = s.tenant AND c.entity_id = s.entity_id AND c.ts = s.ts AND c.seq = s.seq)`;
 
 /** Cell aggregates: exact increments from fresh pings; distinct entities via cell_window_entities. */
 const SQL_CELLS = `
@@ -180,20 +221,47 @@ const opt = (v: number | string | null): string => (v === null ? '\\N' : typeof 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /**
  * One ping per key (tenant, entity, ts, seq) — a key IS a ping: when two entries share it the
- * first persisted wins — sorted by key.
+ * first persisted wins — sorted by key. Grouped by entity first (string compares only between
+ * entities, numeric ones inside), stable, so the first of equal keys is kept.
  */
 export function uniqueSorted(pings: readonly StagedPing[]): StagedPing[] {
-  const m = new Map<string, StagedPing>();
+  const groups = new Map<string, StagedPing[]>();
   for (const p of pings) {
-    const k = `${p.tenant}\u0000${p.id}\u0000${p.ts}\u0000${p.seq}`;
-    if (!m.has(k)) m.set(k, p);
+    const k = `${p.tenant}\u0000${p.id}`;
+    const g = groups.get(k);
+    if (g) g.push(p); else groups.set(k, [p]);
   }
-  return [...m.values()].sort((a, b) => cmp(a.tenant, b.tenant) || cmp(a.id, b.id) || a.ts - b.ts || a.seq - b.seq);
+  const order = [...groups.values()].sort((a, b) => cmp(a[0]!.tenant, b[0]!.tenant) || cmp(a[0]!.id, b[0]!.id));
+  const out: StagedPing[] = [];
+  for (const g of order) {
+    if (g.length > 1) g.sort((a, b) => a.ts - b.ts || a.seq - b.seq);
+    let prev: StagedPing | undefined;
+    for (const p of g) {
+      if (prev && prev.ts === p.ts && prev.seq === p.seq) continue;
+      out.push(p);
+      prev = p;
+    }
+  }
+  return out;
+}
+
+/** ISO-8601 of a ms timestamp; the part up to the second is cached (many pings share it). */
+const isoSeconds = new Map<number, string>();
+export function isoMs(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  let head = isoSeconds.get(sec);
+  if (head === undefined) {
+    if (isoSeconds.size > 50_000) isoSeconds.clear();
+    head = new Date(sec * 1000).toISOString().slice(0, -4);
+    isoSeconds.set(sec, head);
+  }
+  const f = ms - sec * 1000;
+  return `${head}${f < 10 ? '00' : f < 100 ? '0' : ''}${f}Z`;
 }
 
 /** One COPY text-format line per ping. */
 export function copyLine(p: StagedPing): string {
-  return `${p.tenant}\t${p.id}\t${new Date(p.ts).toISOString()}\t${p.seq}\t${p.lon}\t${p.lat}\t${opt(p.speed)}\t${opt(p.heading)}\t${opt(p.accuracy)}\t${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t${p.cz}\t${p.cx}\t${p.cy}\t${new Date(p.win).toISOString()}\n`;
+  return `${p.tenant}\t${p.id}\t${isoMs(p.ts)}\t${p.seq}\t${p.lon}\t${p.lat}\t${opt(p.speed)}\t${opt(p.heading)}\t${opt(p.accuracy)}\t${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t${p.cz}\t${p.cx}\t${p.cy}\t${isoMs(p.win)}\n`;
 }
 
 function* chunks(pings: readonly StagedPing[], size = 2000): Generator<string> {
@@ -218,20 +286,46 @@ export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPi
   await client.query(TEMP_TABLES);
   await pipeline(Readable.from(chunks(unique)), client.query(copyStreams.from('COPY gf_stage FROM STDIN')));
   lap('copy');
-  const fresh = (await client.query(SQL_LOG)).rowCount ?? 0;
-  if (fresh === 0) return { fresh: 0, positions: 0, cellStats: 0, steps };
-  // Usually every ping is new: work straight from the staging table.
-  let src = 'gf_stage';
-  if (fresh < unique.length) {
-    await client.query(PK_JOINS_ONLY);
-    await client.query(SQL_FRESH);
-    await client.query(ALL_JOINS);
-    src = 'gf_fresh';
-  }
-  await client.query(`ANALYZE ${src}`);
-  lap('dedup');
-  const q = (sql: string): Promise<pg.QueryResult> => client.query(src === 'gf_fresh' ? sql : sql.replaceAll('gf_fresh', src));
   let positions = 0;
+  let fresh: number;
+  let src = 'gf_stage';
+  if (mode === 'raw') {
+    // positions is the ledger (see SQL_RAW_INSERT): no per-ping ping_log row in the usual case.
+    const inserted = (await client.query(SQL_RAW_INSERT)).rowCount ?? 0;
+    positions = inserted;
+    fresh = inserted;
+    lap('raw');
+    if (inserted < unique.length) {
+      await client.query(PK_JOINS_ONLY);
+      const conflicts = (await client.query(SQL_RAW_CONFLICTS)).rowCount ?? 0;
+      await client.query('ANALYZE gf_conf');
+      await client.query(SQL_RAW_LOG_ROWS);
+      const freshConflicts = (await client.query(SQL_RAW_LOG_CONFLICTS)).rowCount ?? 0;
+      await client.query(ALL_JOINS);
+      if (freshConflicts > 0) {
+        await client.query('ANALYZE gf_fresh');
+        positions += (await client.query(SQL_RAW)).rowCount ?? 0;
+      }
+      await client.query(SQL_RAW_FRESH_REST);
+      fresh = unique.length - conflicts + freshConflicts;
+      src = 'gf_fresh';
+      lap('conflicts');
+    }
+    if (fresh === 0) return { fresh: 0, positions: 0, cellStats: 0, steps };
+  } else {
+    fresh = (await client.query(SQL_LOG)).rowCount ?? 0;
+    if (fresh === 0) return { fresh: 0, positions: 0, cellStats: 0, steps };
+    // Usually every ping is new: work straight from the staging table.
+    if (fresh < unique.length) {
+      await client.query(PK_JOINS_ONLY);
+      await client.query(SQL_FRESH);
+      await client.query(ALL_JOINS);
+      src = 'gf_fresh';
+    }
+    await client.query(`ANALYZE ${src}`);
+    lap('dedup');
+  }
+  const q = (sql: string): Promise<pg.QueryResult> => client.query(src === 'gf_fresh' ? sql : sql.replaceAll('gf_fresh', src));
   if (mode === 'window') {
     await q(SQL_WINDOWS);
     await client.query('ANALYZE gf_changed');
@@ -240,15 +334,8 @@ export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPi
     positions += (await client.query(SQL_WINDOW_COUNTS)).rowCount ?? 0;
     await client.query(ALL_JOINS);
     positions += (await q(SQL_WINDOW_UPSERT)).rowCount ?? 0;
-  } else {
-    let sharedTs = false;
-    for (let i = 1; i < unique.length && !sharedTs; i++) {
-      const a = unique[i - 1]!, b = unique[i]!;
-      sharedTs = a.ts === b.ts && a.id === b.id && a.tenant === b.tenant;
-    }
-    positions = (await q(sharedTs ? SQL_RAW : SQL_RAW_SIMPLE)).rowCount ?? 0;
+    lap(mode);
   }
-  lap(mode);
   const cellStats = (await q(SQL_CELLS)).rowCount ?? 0;
   lap('cells');
   return { fresh, positions, cellStats, steps };

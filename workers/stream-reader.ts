@@ -138,9 +138,11 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
         for (const d of deleted ?? []) out.gone.push({ stream: streams[i]!, entryId: d.toString() });
       });
       await readGroup(streams, '>', out);
-      // The same entry may come from both own-pending and XAUTOCLAIM: keep one.
-      const seen = new Set<string>();
-      out.entries = out.entries.filter((e) => { const k = `${e.stream} ${e.entryId}`; if (seen.has(k)) return false; seen.add(k); return true; });
+      // The same entry may come from both own-pending and XAUTOCLAIM: keep one (only then can it repeat).
+      if (opts.own && opts.claim) {
+        const seen = new Set<string>();
+        out.entries = out.entries.filter((e) => { const k = `${e.stream} ${e.entryId}`; if (seen.has(k)) return false; seen.add(k); return true; });
+      }
       return out;
     },
 

@@ -140,6 +140,9 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
     const drainCpu = procSample(drainWorker.pid).cpuSeconds - d0;
     polling = false;
     await poller;
+    // The drain worker's own per-flush step timings (ms), for the report.
+    const drainFlushes = drainWorker.logs.filter((l) => l.msg === 'flushed' && Number(l.read) > 0)
+      .map((l) => ({ read: Number(l.read), ms: Number(l.ms), steps: l.steps as Record<string, number> | undefined }));
     const rowsPerSec = (rowsAfter - rowsBefore) / drainSecs;
     const pingsPerSec = b.pingsAccepted / drainSecs;
     const ratios: Record<string, number> = {};
@@ -169,10 +172,11 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
       notes: [
         `steady: ${s.pingsAccepted} pings -> ${rows} rows, caught up ${round(caughtUpSecs, 1)} s after start; drain: ${b.pingsAccepted} pings -> ${rowsAfter - rowsBefore} new rows${mode === 'window' ? ' (window rows that already existed are updated, not added)' : ''} in ${round(drainSecs, 1)} s = ${Math.round(pingsPerSec)} pings/s consumed per worker (Postgres CPU not included in worker cores)`,
         ...(workerLag.count ? [`the worker's own lag gauge (steady phase): p50 ${workerLag.summary().p50} ms, p99 ${workerLag.summary().p99} ms, max ${workerLag.summary().max} ms`] : []),
+        ...(drainFlushes.length ? [`drain flushes (pings, ms, steps ms): ${drainFlushes.map((f) => `${f.read} in ${f.ms} [${Object.entries(f.steps ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')}]`).join('; ')}`] : []),
         ...(unpersisted ? [`${unpersisted} tracer pings not persisted by the deadline (steady phase)`] : []),
         ...(drainUnpersisted ? [`${drainUnpersisted} tracer pings not persisted by the deadline (drain phase)`] : []),
       ],
-      extra: { workerLag: workerLag.count ? workerLag.summary() : undefined, rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
+      extra: { drainFlushes, workerLag: workerLag.count ? workerLag.summary() : undefined, rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
     };
   } finally {
     await c.end().catch(() => undefined);

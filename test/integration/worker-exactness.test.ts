@@ -9,7 +9,7 @@ import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys, cellMember } from '../../src/store/redis/keys.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import {
-  WIN, expectedPositions, expectedCells, uniquePings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending, streamsOf } from './worker-model.js';
+  WIN, expectedPositions, expectedCells, uniquePings, persistedPings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending, streamsOf } from './worker-model.js';
 
 /**
  * Exactly-once rows independent of batching: a known ping set (duplicates, out of order,
@@ -101,7 +101,7 @@ async function runMode(mode: 'window' | 'raw'): Promise<void> {
       sent.push(...round);
       const want = uniquePings(sent).length;
       await waitFor(async () => {
-        const n = Number((await client.query('SELECT count(*) AS n FROM ping_log')).rows[0].n);
+        const n = await persistedPings(client);
         return n === want ? n : undefined;
       }, 30000, `round ${i}: ${want} pings persisted`);
     }

@@ -8,7 +8,7 @@ import { startGateway, startWorker, type Child } from '../helpers/processes.js';
 import { token } from '../helpers/tokens.js';
 import { cellOf, tileBBox } from '../../src/geo/tiles.js';
 import type { AcceptedPing, Ping } from '../../src/protocol/ping.js';
-import { WIN, expectedPositions, expectedCells, uniquePings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
+import { WIN, expectedPositions, expectedCells, uniquePings, persistedPings, readPositions, readCells, assertRowsMatch, waitFor } from './worker-model.js';
 
 /**
  * The whole history path: pings (duplicates, out of order, a cell-boundary crossing, two
@@ -77,7 +77,7 @@ async function scenario(mode: 'window' | 'raw'): Promise<void> {
     const all = accepted(ds);
     assert.ok(new Set(all.filter((p) => p.id === 'cross-1').map((p) => p.cell)).size === 2, 'cross-1 crosses an ingest-cell boundary');
     const want = uniquePings(all).length;
-    await waitFor(async () => (Number((await client.query('SELECT count(*) AS n FROM ping_log')).rows[0].n) === want ? true : undefined), 20000, `${want} pings persisted`);
+    await waitFor(async () => ((await persistedPings(client)) === want ? true : undefined), 20000, `${want} pings persisted`);
     await new Promise((r) => setTimeout(r, 700)); // one more flush: nothing else may change
     const expectedRows = expectedPositions(all, mode);
     assertRowsMatch(await readPositions(client), expectedRows, ['speed', 'mean_speed'], `positions (${mode})`);

@@ -16,6 +16,15 @@ export interface ExpectedCell { tenant: string; cell: string; win: number; ping_
 
 const pingKey = (p: AcceptedPing): string => `${p.tenant}|${p.id}|${p.ts}|${p.seq ?? -1}`;
 
+/**
+ * How many distinct pings are persisted, in either mode: every fresh ping is counted exactly
+ * once into cell_stats (raw mode has no per-ping ping_log row in the usual case: positions is
+ * its ledger).
+ */
+export async function persistedPings(client: pg.Client): Promise<number> {
+  return Number((await client.query('SELECT coalesce(sum(ping_count), 0) AS n FROM cell_stats')).rows[0].n);
+}
+
 export function uniquePings(pings: readonly AcceptedPing[]): AcceptedPing[] {
   const m = new Map<string, AcceptedPing>();
   for (const p of pings) if (!m.has(pingKey(p))) m.set(pingKey(p), p);

@@ -14,6 +14,16 @@ const KIND_RADIUS = { car: 6, van: 7, bus: 7, scooter: 5, bike: 4.5 };
 
 const $ = (id) => document.getElementById(id);
 const unpack = (payload) => msgpackr.unpack(payload instanceof Uint8Array ? payload : new Uint8Array(payload));
+/** Room payloads carry entities as positional arrays [id, lat, lon, ts, speed, heading, kind, status] (src/protocol/rooms.ts). */
+const entity = (a) => {
+  const u = { id: a[0], lat: a[1], lon: a[2], ts: a[3] };
+  if (a[4] != null) u.speed = a[4];
+  if (a[5] != null) u.heading = a[5];
+  if (a[6] != null) u.kind = a[6];
+  if (a[7] != null) u.status = a[7];
+  return u;
+};
+const unpackEntities = (payload) => unpack(payload).map(entity);
 
 // ---------- debug hook (tests, curious users) ----------
 const debug = {
@@ -226,14 +236,14 @@ function forgetTile(tile) {
 
 socket.on('snapshot', (tile, payload) => {
   debug.snapshots++;
-  const list = unpack(payload);
+  const list = unpackEntities(payload);
   const ids = new Set(list.map((u) => u.id));
   for (const id of [...(tileMembers.get(tile) || [])]) if (!ids.has(id)) removeFromTile(tile, id);
   for (const u of list) upsert(tile, u, false);
 });
 
 socket.on('update', (tile, payload) => {
-  const list = unpack(payload);
+  const list = unpackEntities(payload);
   const now = Date.now();
   debug.updates += list.length;
   updatesThisSecond += list.length;

@@ -12,7 +12,7 @@ import ws from 'k6/ws';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
-import { SIO_PATH, WS_BASE, clientToken, decodeMsgpack, envInt, parseFrame, randomPointInCity, sioConnectFrame, sioEventFrame, viewportTiles } from './lib/geoflux.js';
+import { SIO_PATH, WS_BASE, clientToken, decodeMsgpack, envInt, parseFrame, randomPointInCity, sioConnectFrame, sioEventFrame, unpackEntity, viewportTiles } from './lib/geoflux.js';
 
 export const deliveryDelay = new Trend('delivery_delay', true);
 export const updatesReceived = new Counter('updates_received');
@@ -60,7 +60,7 @@ export function viewer() {
   const onEvent = (name, payload) => {
     if (name === 'update' && Array.isArray(payload)) {
       const now = Date.now();
-      for (let i = 0; i < payload.length; i++) deliveryDelay.add(now - payload[i].ts);
+      for (let i = 0; i < payload.length; i++) deliveryDelay.add(now - unpackEntity(payload[i]).ts);
       updatesReceived.add(payload.length);
     } else if (name === 'snapshot') {
       snapshotsReceived.add(1);

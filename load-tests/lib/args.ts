@@ -22,6 +22,8 @@ export interface BenchOptions {
   subscribers: number;
   /** Gateways for fanout. */
   gateways: number;
+  /** Forked load-generator processes holding the fanout subscribers. */
+  viewerProcs: number;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
   ingestGateways: number;
   /** Idle connections (idle scenario). */
@@ -49,6 +51,7 @@ export const HELP = `npm run bench -- [options]
   --batch <n>               pings per frame in batched ingest        (default 25)
   --subscribers <n>         map subscribers for fanout               (smoke: 200, --full: 1000)
   --gateways <n>            gateways for fanout                      (default 2)
+  --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
   --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
   --scale-drivers <n>       connection scale: drivers                (smoke: 2000, --full: 20000)
@@ -67,7 +70,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     options: {
       scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
       drivers: { type: 'string' }, batch: { type: 'string' }, subscribers: { type: 'string' },
-      gateways: { type: 'string' }, 'ingest-gateways': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+      gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
       'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
       'persist-mode': { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
       full: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -99,6 +102,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     batch: Math.max(1, num(values.batch, 25)),
     subscribers: num(values.subscribers, full ? 1000 : 200),
     gateways: Math.max(1, num(values.gateways, 2)),
+    viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
     idle: num(values.idle, full ? 10_000 : 2000),
     scaleDrivers: num(values['scale-drivers'], full ? 20_000 : 2000),

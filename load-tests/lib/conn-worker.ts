@@ -2,21 +2,27 @@
  * A load-generator child process for the connection-scale scenario: one process cannot hold
  * more sockets than its open-files limit, so the runner forks several of these. Commands over
  * the IPC channel: open (driver sockets + map clients), activity (pings at a rate while the
- * maps count updates; histograms come back HdrHistogram-encoded), close.
+ * maps count updates; histograms come back HdrHistogram-encoded), close. The fan-out scenario
+ * uses it too (open-viewers, measure): decoding hundreds of thousands of entity updates per
+ * second must not stall the process that drives the pings and times their acks.
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
 import { closeDrivers, openDrivers, sendAtRate, type Vehicle } from './drivers.js';
-import { closeViewers, openViewers, starved, type ViewerStats } from './maps.js';
+import { closeViewers, openViewers, starved, viewerDelay, type ViewerStats } from './maps.js';
 
 export type WorkerCommand =
   | { cmd: 'open-drivers'; url: string; drivers: number; driverOffset: number; perAddress: number; prefix: string }
   | { cmd: 'open-maps'; url: string; tiles: string[] }
+  /** Fan-out: viewers over several gateways (viewer i on urls[gatewayOf[i]]), then measure on/off. */
+  | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[] }
+  | { cmd: 'measure'; on: boolean }
   | { cmd: 'activity'; rate: number; seconds: number }
   | { cmd: 'close' };
 
 export type WorkerReply =
   | { type: 'opened'; ok: number; failed: number; firstError?: string }
   | { type: 'activity'; ack: string; delay: string; pingsAccepted: number; frameFailures: number; errorCodes: Record<string, number>; updates: number; seconds: number; starved: number }
+  | { type: 'measured'; delayByGateway: string[]; updates: number; frames: number; perViewer: { tile: string; updates: number }[] }
   | { type: 'closed' }
   | { type: 'error'; message: string };
 
@@ -37,13 +43,23 @@ process.on('message', (m: WorkerCommand) => {
       } else if (m.cmd === 'open-maps') {
         viewers = await openViewers([m.url], m.tiles, { concurrency: 32, deadlineMs: 240_000 });
         reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
+      } else if (m.cmd === 'open-viewers') {
+        viewers = await openViewers(m.urls, m.tiles, { concurrency: 32, deadlineMs: 240_000, gatewayOf: m.gatewayOf });
+        reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
+      } else if (m.cmd === 'measure') {
+        if (!viewers) throw new Error('no viewers opened');
+        viewers.measuring = m.on;
+        reply({
+          type: 'measured', delayByGateway: viewers.delayByGateway.map((h) => h.encode()), updates: viewers.updates, frames: viewers.frames,
+          perViewer: viewers.viewers.map((v) => ({ tile: v.tile, updates: v.updates })),
+        });
       } else if (m.cmd === 'activity') {
         if (viewers) viewers.measuring = true;
         const s = await sendAtRate(clients, vehicles, { rate: m.rate, batch: 1, seconds: m.seconds, label: `scale activity (pid ${process.pid})` });
         await new Promise((r) => setTimeout(r, 300));
         if (viewers) viewers.measuring = false;
         reply({
-          type: 'activity', ack: s.ack.encode(), delay: viewers?.delay.encode() ?? '', pingsAccepted: s.pingsAccepted, frameFailures: s.frameFailures,
+          type: 'activity', ack: s.ack.encode(), delay: viewers ? viewerDelay(viewers).encode() : '', pingsAccepted: s.pingsAccepted, frameFailures: s.frameFailures,
           errorCodes: s.errorCodes, updates: viewers?.updates ?? 0, seconds: s.seconds, starved: viewers ? starved(viewers.viewers).starved : 0,
         });
       } else if (m.cmd === 'close') {

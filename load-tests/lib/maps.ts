@@ -6,11 +6,26 @@ import { progress } from './report.js';
 
 export interface Viewer { client: MapClient; tile: string; updates: number; frames: number }
 
-export interface ViewerStats { viewers: Viewer[]; failed: number; firstError?: string; delay: Latency; /** Delay per gateway (index of `urls`). */ delayByGateway: Latency[]; updates: number; frames: number; measuring: boolean }
+export interface ViewerStats {
+  viewers: Viewer[]; failed: number; firstError?: string;
+  /** Delay per gateway (index of `urls`); viewerDelay() merges them. */
+  delayByGateway: Latency[];
+  updates: number; frames: number; measuring: boolean;
+}
 
-/** Opens `n` viewers, viewer i on gateway urls[i % urls.length], subscribed to tiles[i]. */
-export async function openViewers(urls: string[], tiles: string[], o: { concurrency?: number; deadlineMs?: number } = {}): Promise<ViewerStats> {
-  const st: ViewerStats = { viewers: [], failed: 0, delay: new Latency(), delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, measuring: false };
+/** All gateways' delays in one histogram. */
+export function viewerDelay(st: Pick<ViewerStats, 'delayByGateway'>): Latency {
+  const all = new Latency();
+  for (const h of st.delayByGateway) all.addEncoded(h.encode());
+  return all;
+}
+
+/**
+ * Opens `n` viewers, viewer i on gateway urls[gatewayOf[i]] (default i % urls.length),
+ * subscribed to tiles[i]. Delays are recorded per gateway index.
+ */
+export async function openViewers(urls: string[], tiles: string[], o: { concurrency?: number; deadlineMs?: number; gatewayOf?: number[] } = {}): Promise<ViewerStats> {
+  const st: ViewerStats = { viewers: [], failed: 0, delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, measuring: false };
   let next = 0;
   const deadline = Date.now() + (o.deadlineMs ?? 120_000);
   let lastLog = Date.now();
@@ -19,8 +34,9 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
       const i = next++;
       try {
         const token = await benchToken(`viewer-${i}`, ['subscribe']);
-        const gwDelay = st.delayByGateway[i % urls.length]!;
-        const client = await MapClient.connect(urls[i % urls.length]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
+        const g = o.gatewayOf?.[i] ?? i % urls.length;
+        const gwDelay = st.delayByGateway[g]!;
+        const client = await MapClient.connect(urls[g]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
         const v: Viewer = { client, tile: tiles[i]!, updates: 0, frames: 0 };
         client.on('update', (_tile, updates, receivedAt) => {
           if (!st.measuring) return;
@@ -28,7 +44,7 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
           st.frames++;
           v.updates += updates.length;
           st.updates += updates.length;
-          for (const u of updates) { st.delay.record(receivedAt - u.ts); gwDelay.record(receivedAt - u.ts); }
+          for (const u of updates) gwDelay.record(receivedAt - u.ts);
         });
         const ack = await client.subscribeTiles([v.tile]);
         if (!ack.ok) throw new Error(`subscribe refused: ${ack.code} ${ack.message}`);
@@ -52,8 +68,8 @@ export async function closeViewers(viewers: Viewer[]): Promise<void> {
 }
 
 /** Viewers that got nothing while another viewer of the same tile got updates. */
-export function starved(viewers: Viewer[]): { starved: number; activeTiles: number; minPerActive: number; medianPerViewer: number } {
-  const byTile = new Map<string, Viewer[]>();
+export function starved(viewers: readonly { tile: string; updates: number }[]): { starved: number; activeTiles: number; minPerActive: number; medianPerViewer: number } {
+  const byTile = new Map<string, { tile: string; updates: number }[]>();
   for (const v of viewers) { const l = byTile.get(v.tile) ?? []; l.push(v); byTile.set(v.tile, l); }
   let count = 0;
   let active = 0;

@@ -6,13 +6,13 @@
  * connection (per kind), then a light activity phase (each driver pings about every 5 s, maps
  * watch z14 tiles): ack and delivery latency at that size, and what broke first.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, scenarioPrefix, sleep } from '../lib/context.js';
-import type { WorkerCommand, WorkerReply } from '../lib/conn-worker.js';
+import type { WorkerCommand } from '../lib/conn-worker.js';
+import { forkGen } from '../lib/gen-proc.js';
 import { Vehicle } from '../lib/drivers.js';
 import { Latency, round } from '../lib/hist.js';
 import { MB, procSample, tryProcSample } from '../lib/proc-stat.js';
@@ -27,27 +27,6 @@ function fdLimitOf(pid: number): number {
     const m = /Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
     return m ? Number(m[1]) : 0;
   } catch { return 0; }
-}
-
-interface Gen { proc: ChildProcess; ask(c: WorkerCommand, timeoutMs: number): Promise<WorkerReply> }
-
-function forkGen(): Gen {
-  const proc = fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return {
-    proc,
-    ask(c, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => { proc.off('message', on); reject(new Error(`load generator: no answer to ${c.cmd} in ${timeoutMs} ms`)); }, timeoutMs);
-        const on = (r: WorkerReply): void => {
-          clearTimeout(t);
-          proc.off('message', on);
-          if (r.type === 'error') reject(new Error(r.message)); else resolve(r);
-        };
-        proc.on('message', on);
-        proc.send(c);
-      });
-    },
-  };
 }
 
 export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {

@@ -18,7 +18,7 @@ import { Unpackr } from 'msgpackr';
 import type {
   ClientToServerEvents, EntityUpdate, FollowAck, LeftEntity, ServerToClientEvents, SubscribeAck, TileAggregate,
 } from '../protocol/rooms.js';
-import { SOCKET_PATH } from '../protocol/rooms.js';
+import { SOCKET_PATH, unpackEntity, type PackedEntity } from '../protocol/rooms.js';
 
 export type { EntityUpdate, LeftEntity, TileAggregate, SubscribeAck, FollowAck };
 
@@ -79,13 +79,13 @@ export class MapClient {
 
   private constructor(readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>, private readonly opts: Required<MapClientOptions>) {
     socket.on('snapshot', (tile, payload) => {
-      const list = decode<EntityUpdate[]>(payload);
+      const list = decode<PackedEntity[]>(payload).map(unpackEntity);
       if (this.opts.keepState) this.state.set(tile, new Map(list.map((u) => [u.id, u])));
       this.emit('snapshot', tile, list);
     });
     socket.on('update', (tile, payload) => {
       const receivedAt = Date.now();
-      const list = decode<EntityUpdate[]>(payload);
+      const list = decode<PackedEntity[]>(payload).map(unpackEntity);
       if (this.opts.keepState) {
         let m = this.state.get(tile);
         if (!m) this.state.set(tile, (m = new Map()));
@@ -115,7 +115,7 @@ export class MapClient {
     });
     socket.on('entity', (id, payload) => {
       const receivedAt = Date.now();
-      const u = decode<EntityUpdate>(payload);
+      const u = unpackEntity(decode<PackedEntity>(payload));
       const cur = this.followedState.get(id);
       if (!cur || cur.ts <= u.ts) this.followedState.set(id, u);
       this.emit('entity', id, u, receivedAt);

@@ -1,6 +1,6 @@
 /**
  * socket.io contract between the gateway and map clients (typed event maps).
- * Position payloads are MessagePack-encoded `EntityUpdate[]` (binary attachments).
+ * Position payloads are MessagePack-encoded `PackedEntity[]` (binary attachments).
  */
 export interface EntityUpdate {
   id: string;
@@ -11,6 +11,26 @@ export interface EntityUpdate {
   heading?: number;
   kind?: string;
   status?: string;
+}
+
+/**
+ * An EntityUpdate as it travels in room payloads (`snapshot`, `update`, `entity`): a positional
+ * MessagePack array, absent fields nil. About 40 % smaller than a map and several times faster
+ * to decode (no field names), which matters when a map screen receives hundreds per second.
+ */
+export type PackedEntity = [id: string, lat: number, lon: number, ts: number, speed: number | null, heading: number | null, kind: string | null, status: string | null];
+
+export function packEntity(u: EntityUpdate): PackedEntity {
+  return [u.id, u.lat, u.lon, u.ts, u.speed ?? null, u.heading ?? null, u.kind ?? null, u.status ?? null];
+}
+
+export function unpackEntity(a: PackedEntity): EntityUpdate {
+  const u: EntityUpdate = { id: a[0], lat: a[1], lon: a[2], ts: a[3] };
+  if (a[4] != null) u.speed = a[4];
+  if (a[5] != null) u.heading = a[5];
+  if (a[6] != null) u.kind = a[6];
+  if (a[7] != null) u.status = a[7];
+  return u;
 }
 
 export interface SubscribeRequest {

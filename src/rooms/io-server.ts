@@ -11,7 +11,7 @@ import { isAppError } from '../errors/app-error.js';
 import { ENTITY_ID_RE } from '../protocol/ping.js';
 import type { LiveEvents } from '../protocol/live.js';
 import type { ClientToServerEvents, FollowAck, ServerToClientEvents, SubscribeAck } from '../protocol/rooms.js';
-import { ROOM_ERROR_CODES, SOCKET_PATH } from '../protocol/rooms.js';
+import { packEntity, ROOM_ERROR_CODES, SOCKET_PATH } from '../protocol/rooms.js';
 import { parseTile, tileKey, tilesInBBox, type BBox } from '../geo/tiles.js';
 import type { Keys } from '../store/redis/keys.js';
 import { createCoalescer } from './coalescer.js';
@@ -74,6 +74,32 @@ const MAX_FOLLOWS = 16;
 type Reply<T> = (res: T) => void;
 const replier = <T>(ack: unknown): Reply<T> => (typeof ack === 'function' ? ack as Reply<T> : () => undefined);
 const bad = (message: string): SubscribeAck => ({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message });
+
+interface EngineClient { writeToEngine(packets: unknown, opts: unknown): void }
+interface UwsTransport { name: string; socket?: { cork(cb: () => void): void } }
+
+/**
+ * A room frame is a socket.io binary event: two WebSocket messages (the event with a
+ * placeholder, then the MessagePack attachment). engine.io's uWS transport sends each at once,
+ * one syscall apiece; corking the client's write of the pair makes it one syscall (and one
+ * TCP segment for the client to read). Per connection, on socket.io's Client of that socket
+ * only; falls back to the plain write whenever the transport is not (or no longer) a uWS socket.
+ */
+function corkWrites(socket: IoSocket): void {
+  const client = socket.client as unknown as EngineClient;
+  const write = client.writeToEngine;
+  client.writeToEngine = function corked(this: EngineClient, packets: unknown, opts: unknown): void {
+    const t = socket.conn.transport as unknown as UwsTransport;
+    if (!Array.isArray(packets) || packets.length < 2 || t.name !== 'websocket' || !t.socket) return write.call(this, packets, opts);
+    let ran = false;
+    try {
+      t.socket.cork(() => { ran = true; write.call(this, packets, opts); });
+    } catch (err) {
+      if (ran) throw err;
+      write.call(this, packets, opts); // cork refused (the uWS socket closed under us): let engine.io handle it
+    }
+  };
+}
 
 /** socket.io on the gateway's uWS app: tile rooms, shared across gateways by the sharded Redis adapter. */
 export function createRooms(d: RoomsDeps): Rooms {
@@ -148,7 +174,7 @@ export function createRooms(d: RoomsDeps): Rooms {
     const agg = tiles.filter(isAggregate);
     await registry.announce(vehicle.map((t) => roomName(tenant, t)));
     const snaps = await Promise.all(vehicle.map((t) => reader.snapshot(tenant, t)));
-    vehicle.forEach((t, i) => socket.emit('snapshot', t, packr.pack(snaps[i])));
+    vehicle.forEach((t, i) => socket.emit('snapshot', t, packr.pack(snaps[i]!.map(packEntity))));
     if (agg.length > 0) {
       for (const [t, a] of await reader.aggregates(tenant, agg)) socket.emit('aggregates', t, packr.pack(a));
     }
@@ -162,6 +188,7 @@ export function createRooms(d: RoomsDeps): Rooms {
   };
 
   io.on('connection', (socket: IoSocket) => {
+    corkWrites(socket);
     const { tenant } = socket.data.principal;
     roomsMetrics.connections.inc();
     // A token is only good until it expires: then the client must come back with a fresh one.
@@ -240,7 +267,7 @@ export function createRooms(d: RoomsDeps): Rooms {
         await socket.join(room);
         await registry.announce([room]);
         const u = await reader.entity(tenant, id);
-        if (u) socket.emit('entity', id, packr.pack(u));
+        if (u) socket.emit('entity', id, packr.pack(packEntity(u)));
         reply({ ok: true, id });
       }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'follow failed' }));
     });
@@ -260,14 +287,14 @@ export function createRooms(d: RoomsDeps): Rooms {
     const { tiles, entities } = coalescer.take(now, o.coalesceMs);
     for (const f of tiles) {
       roomsMetrics.coalesceDelay.observe((now - f.since) / 1000);
-      if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates));
+      if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates.map(packEntity)));
       if (f.left.length > 0) io.to(f.room).emit('left', f.tile, packr.pack(f.left));
       roomsMetrics.frames.inc(f.updates.length > 0 && f.left.length > 0 ? 2 : 1);
       roomsMetrics.entityUpdates.inc(f.updates.length);
     }
     for (const e of entities) {
       if (e.gone) io.to(e.room).emit('entityLeft', e.id, 'expired');
-      else if (e.update) io.to(e.room).emit('entity', e.id, packr.pack(e.update));
+      else if (e.update) io.to(e.room).emit('entity', e.id, packr.pack(packEntity(e.update)));
     }
   }
 

@@ -5,6 +5,7 @@
  * server (connect with auth, event with ack id, ack, server event, ping/pong).
  */
 import { test, after } from 'node:test';
+import { packEntity, unpackEntity, type PackedEntity } from '../../src/protocol/rooms.js';
 import assert from 'node:assert/strict';
 import { register } from 'node:module';
 import { createServer } from 'node:http';
@@ -50,6 +51,7 @@ interface K6Lib {
   sioConnectFrame(auth: unknown): string;
   sioEventFrame(name: string, args: unknown[], ackId?: number): string;
   decodeMsgpack(buf: Uint8Array | ArrayBuffer): unknown;
+  unpackEntity(a: unknown): unknown;
   SIO_PATH: string;
   newVehicle(id: string): unknown;
   nextPing(v: unknown, dtMs: number): { id: string; lat: number; lon: number; ts: number; seq: number; speed: number; heading: number };
@@ -166,11 +168,15 @@ test('decodeMsgpack reads what the gateway packs (msgpackr), and a socket.io bin
   assert.deepEqual(Array.from(decodedBin.b), [1, 2, 3]);
   assert.throws(() => lib.decodeMsgpack(new Uint8Array([0x92, 0x01])), /truncated/);
 
-  // A room update as socket.io sends it: text frame with a placeholder, then the attachment.
-  const payload = packr.pack([{ id: 'car-7', lat: 41.15, lon: -8.61, ts: 1795307507110 }]);
+  // A room update as socket.io sends it: text frame with a placeholder, then the attachment
+  // holding positional entities (packEntity), which the script turns back into objects.
+  const updates = [{ id: 'car-7', lat: 41.15, lon: -8.61, ts: 1795307507110 }, { id: 'bus-1', lat: 41.1, lon: -8.6, ts: 1795307507111, speed: 0, heading: 90, kind: 'bus', status: 'on_trip' }];
+  const payload = packr.pack(updates.map(packEntity));
   const [text, attachment] = new Encoder().encode({ type: PacketType.EVENT, nsp: '/', data: ['update', '13/3900/3066', payload] }) as [string, Buffer];
   const f = lib.parseFrame(`4${text}`);
   assert.equal(f.sio, 'binary_event');
   assert.equal((f.data as unknown[])[0], 'update');
-  assert.deepEqual(lib.decodeMsgpack(attachment), [{ id: 'car-7', lat: 41.15, lon: -8.61, ts: 1795307507110 }]);
+  const decoded = lib.decodeMsgpack(attachment) as unknown[];
+  assert.deepEqual(decoded.map((a) => lib.unpackEntity(a)), updates);
+  assert.deepEqual(decoded.map((a) => unpackEntity(a as PackedEntity)), updates);
 });

@@ -158,9 +158,22 @@ export function parseFrame(text) {
 }
 
 /**
+ * Room payloads carry entities as positional arrays [id, lat, lon, ts, speed, heading, kind,
+ * status] (nil when absent): the EntityUpdate object of one (src/protocol/rooms.ts unpackEntity).
+ */
+export function unpackEntity(a) {
+  const u = { id: a[0], lat: a[1], lon: a[2], ts: a[3] };
+  if (a[4] != null) u.speed = a[4];
+  if (a[5] != null) u.heading = a[5];
+  if (a[6] != null) u.kind = a[6];
+  if (a[7] != null) u.status = a[7];
+  return u;
+}
+
+/**
  * MessagePack decoder for the room payloads (k6 has no msgpack module and no TextDecoder).
  * Room frames are socket.io binary events: a text frame `451-["update","z/x/y",{"_placeholder":true,"num":0}]`
- * followed by one binary frame holding MessagePack `EntityUpdate[]`. Covers the whole format
+ * followed by one binary frame holding MessagePack `PackedEntity[]` (see unpackEntity). Covers the whole format
  * except extension types (the gateway sends none).
  */
 export function decodeMsgpack(input) {

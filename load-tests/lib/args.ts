@@ -26,6 +26,8 @@ export interface BenchOptions {
   viewerProcs: number;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
   ingestGateways: number;
+  /** Forked load-generator processes holding the ingest driver sockets (1 = in the runner itself). */
+  driverProcs: number;
   /** Idle connections (idle scenario). */
   idle: number;
   /** Connection-scale sizes. */
@@ -53,6 +55,7 @@ export const HELP = `npm run bench -- [options]
   --gateways <n>            gateways for fanout                      (default 2)
   --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
+  --driver-procs <n>        forked processes holding the ingest driver sockets (default 2; 1 = in the runner)
   --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
   --scale-drivers <n>       connection scale: drivers                (smoke: 2000, --full: 20000)
   --scale-maps <n>          connection scale: map clients            (smoke: 500, --full: 5000)
@@ -70,7 +73,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     options: {
       scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
       drivers: { type: 'string' }, batch: { type: 'string' }, subscribers: { type: 'string' },
-      gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+      gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
       'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
       'persist-mode': { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
       full: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -104,6 +107,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     gateways: Math.max(1, num(values.gateways, 2)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
+    driverProcs: Math.max(1, num(values['driver-procs'], 2)),
     idle: num(values.idle, full ? 10_000 : 2000),
     scaleDrivers: num(values['scale-drivers'], full ? 20_000 : 2000),
     scaleMaps: num(values['scale-maps'], full ? 5000 : 500),

@@ -16,12 +16,13 @@ export type WorkerCommand =
   /** Fan-out: viewers over several gateways (viewer i on urls[gatewayOf[i]]), then measure on/off. */
   | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[] }
   | { cmd: 'measure'; on: boolean }
-  | { cmd: 'activity'; rate: number; seconds: number }
+  | { cmd: 'activity'; rate: number; seconds: number; batch?: number; label?: string }
   | { cmd: 'close' };
 
 export type WorkerReply =
   | { type: 'opened'; ok: number; failed: number; firstError?: string }
-  | { type: 'activity'; ack: string; delay: string; pingsAccepted: number; frameFailures: number; errorCodes: Record<string, number>; updates: number; seconds: number; starved: number }
+  | { type: 'activity'; ack: string; delay: string; pingsAccepted: number; frameFailures: number; errorCodes: Record<string, number>; updates: number; seconds: number; starved: number;
+      framesSent: number; pingsSent: number; framesAcked: number; pingErrors: number; skipped: number }
   | { type: 'measured'; delayByGateway: string[]; updates: number; frames: number; perViewer: { tile: string; updates: number }[] }
   | { type: 'closed' }
   | { type: 'error'; message: string };
@@ -55,12 +56,13 @@ process.on('message', (m: WorkerCommand) => {
         });
       } else if (m.cmd === 'activity') {
         if (viewers) viewers.measuring = true;
-        const s = await sendAtRate(clients, vehicles, { rate: m.rate, batch: 1, seconds: m.seconds, label: `scale activity (pid ${process.pid})` });
+        const s = await sendAtRate(clients, vehicles, { rate: m.rate, batch: m.batch ?? 1, seconds: m.seconds, label: m.label ?? `scale activity (pid ${process.pid})` });
         await new Promise((r) => setTimeout(r, 300));
         if (viewers) viewers.measuring = false;
         reply({
           type: 'activity', ack: s.ack.encode(), delay: viewers ? viewerDelay(viewers).encode() : '', pingsAccepted: s.pingsAccepted, frameFailures: s.frameFailures,
           errorCodes: s.errorCodes, updates: viewers?.updates ?? 0, seconds: s.seconds, starved: viewers ? starved(viewers.viewers).starved : 0,
+          framesSent: s.framesSent, pingsSent: s.pingsSent, framesAcked: s.framesAcked, pingErrors: s.pingErrors, skipped: s.skipped,
         });
       } else if (m.cmd === 'close') {
         if (viewers) await closeViewers(viewers.viewers);

@@ -8,6 +8,6 @@ export function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const rate = o.rate || (o.smoke ? 5000 : 20_000);
   return runIngest(ctx, {
     name: 'ingest-single', batch: 1, rate, drivers: o.drivers || (o.smoke ? 500 : 2000),
-    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 20_000, gateways: o.ingestGateways,
+    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 20_000, gateways: o.ingestGateways, driverProcs: o.driverProcs,
   });
 }

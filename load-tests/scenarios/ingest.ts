@@ -5,13 +5,13 @@
  */
 import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
-import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
+import { openDriverLoad } from '../lib/driver-load.js';
 import { round } from '../lib/hist.js';
 import { MB, procSample, type ProcSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 
-export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number; gateways: number }
+export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number; gateways: number; driverProcs: number }
 
 export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<ScenarioResult> {
   await cleanRedis(ctx.stack.redisUrl);
@@ -24,19 +24,20 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
     const sample = (): ProcSample => gws.map((g) => procSample(g.pid)).reduce((a, b) => ({ cpuSeconds: a.cpuSeconds + b.cpuSeconds, rssBytes: a.rssBytes + b.rssBytes }));
     await sleep(300);
     const base = sample();
-    progress(`${p.name}: opening ${p.drivers} driver sockets on ${gws.length} gateway(s)`);
-    const parts = await Promise.all(gws.map((g, i) => openDrivers(g.url, Math.floor(p.drivers / gws.length) + (i < p.drivers % gws.length ? 1 : 0), { prefix: `drv${i}`, encoding: 'msgpack' })));
-    const opened = { clients: parts.flatMap((x) => x.clients), vehicles: parts.flatMap((x) => x.vehicles), failed: parts.reduce((a, x) => a + x.failed, 0), firstError: parts.map((x) => x.firstError).find(Boolean) };
+    progress(`${p.name}: opening ${p.drivers} driver sockets on ${gws.length} gateway(s) from ${p.driverProcs > 1 ? `${Math.max(p.driverProcs, gws.length)} forked processes` : 'the runner'}`);
+    const load = await openDriverLoad(gws.map((g) => g.url), p.drivers, p.driverProcs, 'drv');
     const conn = sample();
-    if (opened.clients.length === 0) throw new Error(`no driver connected: ${opened.firstError}`);
-    if (p.warmupSeconds > 0) await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.warmupSeconds, label: `${p.name} warm-up` });
+    if (load.connected === 0) throw new Error(`no driver connected: ${load.firstError}`);
+    if (p.warmupSeconds > 0) await load.run(p.rate, p.batch, p.warmupSeconds, `${p.name} warm-up`);
     const g0 = sample();
     const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
-    progress(`${p.name}: ${p.rate} pings/s offered, ${p.batch}/frame, ${opened.clients.length} sockets, ${p.seconds}s`);
-    const s = await sendAtRate(opened.clients, opened.vehicles, { rate: p.rate, batch: p.batch, seconds: p.seconds, label: p.name });
+    const l0 = load.forkedCpuSeconds();
+    progress(`${p.name}: ${p.rate} pings/s offered, ${p.batch}/frame, ${load.connected} sockets, ${p.seconds}s`);
+    const s = await load.run(p.rate, p.batch, p.seconds, p.name);
     const g1 = sample();
     const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
-    await closeDrivers(opened.clients);
+    const loadCores = (load.forkedCpuSeconds() - l0) / s.seconds;
+    await load.close();
     const accepted = s.pingsAccepted / s.seconds;
     const per100k = (cpu: number): number => (s.pingsAccepted > 0 ? (cpu / s.pingsAccepted) * 100_000 : NaN);
     const lat = s.ack.summary();
@@ -47,7 +48,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
     const errorRate = s.pingsSent > 0 ? (s.pingErrors + s.frameFailures * p.batch) / s.pingsSent : 0;
     return {
       scenario: p.name,
-      load: `${opened.clients.length} sockets, ${p.rate} pings/s offered, ${p.batch}/frame, ${p.seconds}s${gws.length > 1 ? `, ${gws.length} gateways` : ''}`,
+      load: `${load.connected} sockets, ${p.rate} pings/s offered, ${p.batch}/frame, ${p.seconds}s${gws.length > 1 ? `, ${gws.length} gateways` : ''}`,
       latency: lat,
       latencyOf: 'frame sent → ack received (ms)',
       throughput: { value: Math.round(accepted), unit: 'pings/s accepted' },
@@ -60,7 +61,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
       },
       memory: {
         'gateway RSS MB': round(g1.rssBytes / MB, 1),
-        'KB/conn (idle, after connect)': round((conn.rssBytes - base.rssBytes) / 1024 / Math.max(1, opened.clients.length), 1),
+        'KB/conn (idle, after connect)': round((conn.rssBytes - base.rssBytes) / 1024 / Math.max(1, load.connected), 1),
       },
       targets: {
         rate: { target: `>= ${p.targetRate} pings/s`, value: Math.round(accepted), ok: accepted >= p.targetRate * 0.98 },
@@ -69,7 +70,8 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
       },
       notes: [
         ...(s.skipped > 0 ? [`${s.skipped} frames not offered: the socket already had 32 unacknowledged frames (the gateway fell behind)`] : []),
-        ...(opened.failed > 0 ? [`${opened.failed} sockets failed to connect: ${opened.firstError}`] : []),
+        ...(load.failed > 0 ? [`${load.failed} sockets failed to connect: ${load.firstError}`] : []),
+        ...(p.driverProcs > 1 ? [`driver sockets in forked load-generator processes: ${round(loadCores, 2)} cores`] : []),
         ...(Object.keys(s.errorCodes).length ? [`errors: ${JSON.stringify(s.errorCodes)}`] : []),
       ],
       extra: { ...s, ack: undefined, framesPerSec: round(s.framesAcked / s.seconds, 1), offered: p.rate },
@@ -84,6 +86,6 @@ export function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const rate = o.rate || (o.smoke ? 20_000 : 50_000);
   return runIngest(ctx, {
     name: 'ingest', batch: o.batch, rate, drivers: o.drivers || (o.smoke ? 200 : 1000),
-    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 50_000, gateways: o.ingestGateways,
+    seconds: o.duration, warmupSeconds: o.smoke ? 1 : 3, targetRate: o.smoke ? rate : 50_000, gateways: o.ingestGateways, driverProcs: o.driverProcs,
   });
 }

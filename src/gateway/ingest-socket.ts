@@ -23,8 +23,10 @@ export interface IngestSocketData {
   open: boolean;
   /** Frames received so far (the number of the current frame). */
   frames: number;
-  /** Resolves when every earlier frame has been answered: acks go out in order. */
-  tail: Promise<void>;
+  /** Frames answered so far: acks go out in frame order. */
+  answered: number;
+  /** Outcomes that arrived before an earlier frame's (rare: answered as soon as their turn comes). */
+  early: Map<number, FrameOutcome> | undefined;
   bucket: TokenBucket;
   /** Time of the last data frame (ms); silent sockets are closed with 4008. */
   lastFrame: number;
@@ -123,7 +125,7 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
         if (aborted) return;
         res.cork(() => {
           const data: IngestSocketData = {
-            principal, binary, open: true, frames: 0, tail: Promise.resolve(), lastFrame: Date.now(),
+            principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),
             bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
           };
           res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
@@ -182,16 +184,10 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       closeWith(ws, data, 'FRAME_TOO_LARGE', `frame of ${message.byteLength} bytes exceeds ${d.maxPayloadBytes}`);
       return;
     }
-    let result: Promise<FrameOutcome> | FrameOutcome;
+    const finish = (r: FrameOutcome): void => answerInOrder(ws, data, frame, r);
+    let raws: unknown[];
     try {
-      const raws = decodeFrame(message, isBinary, d.maxBatch);
-      const allowed = data.bucket.take(raws.length);
-      if (data.bucket.abusive) {
-        ingestMetrics.rejected.inc({ code: 'RATE_LIMITED' }, raws.length);
-        closeWith(ws, data, 'RATE_LIMITED', 'sustained rate above the limit');
-        return;
-      }
-      result = processPings(raws, data.principal, procDeps, allowed);
+      raws = decodeFrame(message, isBinary, d.maxBatch);
     } catch (err) {
       if (!isAppError(err)) throw err;
       ingestMetrics.rejected.inc({ code: err.code });
@@ -201,19 +197,45 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
         closeWith(ws, data, 'RATE_LIMITED', 'sustained rate above the limit');
         return;
       }
-      result = { count: 0, seq: null, errors: [{ code: err.code, message: err.message }] };
+      return finish({ count: 0, seq: null, errors: [{ code: err.code, message: err.message }] });
     }
-    const answer = (r: FrameOutcome): void => {
-      if (!data.open) return;
+    const allowed = data.bucket.take(raws.length);
+    if (data.bucket.abusive) {
+      ingestMetrics.rejected.inc({ code: 'RATE_LIMITED' }, raws.length);
+      closeWith(ws, data, 'RATE_LIMITED', 'sustained rate above the limit');
+      return;
+    }
+    processPings(raws, data.principal, procDeps, allowed, finish);
+  }
+
+  /** Sends a frame's error frames and its ack once every earlier frame of the socket was answered. */
+  function answerInOrder(ws: WebSocket<IngestSocketData>, data: IngestSocketData, frame: number, r: FrameOutcome): void {
+    if (frame !== data.answered + 1) {
+      (data.early ??= new Map()).set(frame, r);
+      return;
+    }
+    answer(ws, data, frame, r);
+    data.answered = frame;
+    const early = data.early;
+    if (!early) return;
+    for (let next = early.get(frame + 1); next !== undefined; next = early.get(data.answered + 1)) {
+      early.delete(data.answered + 1);
+      answer(ws, data, data.answered + 1, next);
+      data.answered++;
+    }
+    if (early.size === 0) data.early = undefined;
+  }
+
+  function answer(ws: WebSocket<IngestSocketData>, data: IngestSocketData, frame: number, r: FrameOutcome): void {
+    if (!data.open) return;
+    try {
       ws.cork(() => {
         for (const e of r.errors) send(ws, data, { type: 'error', ...e, frame });
         send(ws, data, { type: 'ack', seq: r.seq, count: r.count, frame });
       });
-    };
-    // Acks in frame order: answer after every earlier frame was answered.
-    data.tail = Promise.all([data.tail, result]).then(([, r]) => answer(r), (err: unknown) => {
-      d.log.error({ err }, 'ingest frame failed');
-    });
+    } catch (err) {
+      d.log.error({ err }, 'ingest answer failed');
+    }
   }
 
   // Idle timeout on data frames (uWS answers WebSocket pings itself, so a connected but silent

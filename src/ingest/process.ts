@@ -35,11 +35,16 @@ export interface ProcessDeps {
  * good ones to the batcher, resolve once Redis confirmed with the per-ping errors.
  * `allowed` (rate limit) is how many pings of the frame may be considered; the rest are refused.
  */
-export function processPings(raws: readonly unknown[], who: Principal, d: ProcessDeps, allowed = raws.length): Promise<FrameOutcome> | FrameOutcome {
+export function processPingsAsync(raws: readonly unknown[], who: Principal, d: ProcessDeps): Promise<FrameOutcome> {
+  return new Promise((resolve) => { processPings(raws, who, d, raws.length, resolve); });
+}
+
+/** Calls `done` exactly once: at once when nothing needs Redis, else once Redis answered. */
+export function processPings(raws: readonly unknown[], who: Principal, d: ProcessDeps, allowed: number, done: (r: FrameOutcome) => void): void {
   if (d.batcher.overloaded()) {
     // Shed load before spending CPU on validation: the client retries the frame later.
     ingestMetrics.rejected.inc({ code: 'OVERLOADED' }, raws.length);
-    return { count: 0, seq: null, errors: [{ code: 'OVERLOADED', message: ERRORS.OVERLOADED.message }] };
+    return done({ count: 0, seq: null, errors: [{ code: 'OVERLOADED', message: ERRORS.OVERLOADED.message }] });
   }
   const now = Date.now();
   const errors: PingError[] = [];
@@ -66,13 +71,18 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
     acceptedIdx.push(index);
   }
   for (const e of errors) ingestMetrics.rejected.inc({ code: e.code });
-  if (accepted.length === 0) return { count: 0, seq: null, errors };
-  return d.batcher.submit(accepted).then((outcomes) => {
+  if (accepted.length === 0) return done({ count: 0, seq: null, errors });
+  d.batcher.submit(accepted, (err, outcomes, offset = 0) => {
+    if (err !== undefined || !outcomes) {
+      ingestMetrics.rejected.inc({ code: 'UNAVAILABLE' }, accepted.length);
+      errors.push({ code: 'UNAVAILABLE', message: 'could not store pings; retry them' });
+      return done({ count: 0, seq: null, errors });
+    }
     let count = 0;
     let seq: number | null = null;
     let advanced = 0, history = 0, duplicate = 0;
-    for (let j = 0; j < outcomes.length; j++) {
-      const o = outcomes[j]!;
+    for (let j = 0; j < accepted.length; j++) {
+      const o = outcomes[offset + j]!;
       const p = accepted[j]!;
       if (o === 'implausible') {
         ingestMetrics.rejected.inc({ code: 'IMPLAUSIBLE_JUMP' });
@@ -87,11 +97,7 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
     if (history > 0) ingestMetrics.accepted.inc({ outcome: 'history' }, history);
     if (duplicate > 0) ingestMetrics.accepted.inc({ outcome: 'duplicate' }, duplicate);
     if (errors.length > 1) errors.sort((a, b) => (a.index ?? -1) - (b.index ?? -1));
-    return { count, seq, errors };
-  }, () => {
-    for (let j = 0; j < accepted.length; j++) ingestMetrics.rejected.inc({ code: 'UNAVAILABLE' });
-    errors.push({ code: 'UNAVAILABLE', message: 'could not store pings; retry them' });
-    return { count: 0, seq: null, errors };
+    done({ count, seq, errors });
   });
 }
 

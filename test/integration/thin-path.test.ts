@@ -9,7 +9,7 @@ import { startGateway, startWorker, type Child } from '../helpers/processes.js';
 import { token } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import { cellOf } from '../../src/geo/tiles.js';
-import type { EntityUpdate } from '../../src/protocol/rooms.js';
+import { unpackEntity, type EntityUpdate, type PackedEntity } from '../../src/protocol/rooms.js';
 
 /** The whole path, end to end: driver WS → Redis → socket.io subscriber, /v1/nearby, PostGIS row. */
 let gateway: Child & { url: string };
@@ -37,7 +37,7 @@ test('a ping reaches a tile subscriber, /v1/nearby and PostGIS', async () => {
   await new Promise<void>((resolve, reject) => { viewer.on('connect', resolve); viewer.on('connect_error', reject); });
   const sub = await viewer.emitWithAck('subscribe', { tiles: [tile] });
   assert.deepEqual(sub, { ok: true, tiles: [tile] });
-  const received = new Promise<EntityUpdate[]>((resolve) => viewer.on('update', (t: string, payload: Buffer) => { if (t === tile) resolve(unpack(payload) as EntityUpdate[]); }));
+  const received = new Promise<EntityUpdate[]>((resolve) => viewer.on('update', (t: string, payload: Buffer) => { if (t === tile) resolve((unpack(payload) as PackedEntity[]).map(unpackEntity)); }));
 
   const driver = new WebSocket(`${gateway.url.replace('http', 'ws')}/v1/ingest`, { headers: { authorization: `Bearer ${await token('car-7', ['ingest'])}` } });
   const frames: Record<string, unknown>[] = [];

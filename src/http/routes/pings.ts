@@ -5,7 +5,7 @@ import { requireScope } from '../../auth/tokens.js';
 import { AppError } from '../../errors/app-error.js';
 import { ERRORS } from '../../protocol/errors.js';
 import { decodeFrame } from '../../ingest/decode.js';
-import { processPings, type ProcessDeps } from '../../ingest/process.js';
+import { processPingsAsync, type ProcessDeps } from '../../ingest/process.js';
 import { ingestMetrics } from '../../ingest/metrics.js';
 import { bearerToken, route } from '../respond.js';
 
@@ -33,7 +33,7 @@ export function registerPingsRoute(app: TemplatedApp, d: PingsDeps): void {
     if (!binary && type !== 'application/json') throw new AppError('BAD_FRAME', 'content-type must be application/json or application/msgpack');
     ingestMetrics.frames.inc({ transport: 'http', encoding: binary ? 'msgpack' : 'json' });
     const raws = decodeFrame(call.body ?? Buffer.alloc(0), binary, d.maxBatch);
-    const r = await processPings(raws, who, d);
+    const r = await processPingsAsync(raws, who, d);
     const status = r.errors.length === 0 ? 200 : r.count > 0 ? 207 : ERRORS[r.errors[0]!.code].status;
     return { status, body: { accepted: r.count, seq: r.seq, errors: r.errors } };
   }, { bodyLimit: d.maxPayloadBytes }));

@@ -47,7 +47,9 @@ const PRUNE_EVERY_MS = 600_000;
  * PostGIS in one transaction every flush interval — start to start — or at once when
  * WORKER_MAX_BATCH entries are held (a backlog, or a rate above maxBatch per interval):
  * lag stays about one interval plus one write. The next batch is read while PostgreSQL
- * writes the current one. XACK after COMMIT, then XTRIM of the acknowledged history. A failed
+ * writes the current one, up to 2 × maxBatch (memory bound), and a read right before each
+ * write takes what arrived up to that instant: in steady state a ping is in the first write
+ * that starts after it reached Redis, never one later. XACK after COMMIT, then XTRIM of the acknowledged history. A failed
  * write keeps the batch and retries it with backoff, reading nothing new meanwhile (entries
  * stay pending in Redis, so nothing is lost if this process dies; another worker claims them
  * after claimIdleMs).
@@ -58,6 +60,13 @@ export function createPersister(d: PersisterDeps): Persister {
   const keys = createKeys(cfg.redis.keyPrefix);
   const reader = createStreamReader(d.redis, keys, w.consumerGroup, d.consumer, w.readCount);
   const status = createStatusPublisher(d.redis, keys.workerStatus(d.consumer), { instance: d.consumer, mode: w.mode, ttlMs: Math.max(30_000, 3 * w.flushIntervalMs) });
+  /**
+   * Entries held for the next write: reading goes on while a write is in flight up to this
+   * bound, so a batch is never closed at maxBatch with pings already in Redis left for the
+   * write after (at rates where a write takes longer than filling maxBatch they waited a
+   * whole extra write).
+   */
+  const maxHeld = 2 * w.maxBatch;
   /** How often new entries are read between flushes. */
   const pollMs = Math.max(20, Math.min(1000, Math.floor(w.flushIntervalMs / 4)));
   let state: PersisterState = 'idle';
@@ -214,12 +223,12 @@ export function createPersister(d: PersisterDeps): Persister {
       const failing = carry !== undefined && !writing;
       // Read (not while a failed batch waits for its retry: the streams buffer meanwhile).
       let more = false;
-      if (!failing && buffer.entries.length < w.maxBatch) {
+      if (!failing && buffer.entries.length < maxHeld) {
         try {
           more = await readRound();
           // Catch-up: with no write in flight, start one at a quarter of maxBatch (the rest is read
-          // while it writes); with one in flight, fill up to maxBatch.
-          if (more && buffer.entries.length < (writing ? w.maxBatch : Math.ceil(w.maxBatch / 4))) continue;
+          // while it writes); with one in flight, read on up to maxHeld.
+          if (more && buffer.entries.length < (writing ? maxHeld : Math.ceil(w.maxBatch / 4))) continue;
         } catch (err) {
           log.warn({ err }, 'stream read failed; retried');
           await pause(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 4));
@@ -245,7 +254,7 @@ export function createPersister(d: PersisterDeps): Persister {
       }
       // Wait for the next read, the flush time, or the write in flight (when the buffer is full).
       if (writing) {
-        if (buffer.entries.length >= w.maxBatch) await writing;
+        if (buffer.entries.length >= maxHeld) await writing;
         else if (!more) await pause(pollMs); // the write's end wakes it early
       } else if (!more) {
         await pause(Math.min(pollMs, Math.max(0, nextFlushAt - Date.now())));

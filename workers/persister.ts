@@ -152,11 +152,16 @@ export function createPersister(d: PersisterDeps): Persister {
     }
   }
 
-  /** Writes one batch (already read): dead letters, write, COMMIT, XACK, metrics, status. Throws on failure (batch kept by the caller). */
-  async function flushBatch(batch: ReadResult, readMs: number): Promise<FlushStats> {
+  interface Committed { res: WriteResult; endTimer: () => number }
+
+  /**
+   * Writes one batch (already read): dead letters, write, COMMIT. Throws on failure (batch kept
+   * by the caller). Undefined for an empty batch (status refreshed).
+   */
+  async function commitBatch(batch: ReadResult): Promise<Committed | undefined> {
     if (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0) {
       await report(undefined);
-      return EMPTY;
+      return undefined;
     }
     const endTimer = workerMetrics.flushDuration.startTimer();
     if (batch.gone.length > 0) {
@@ -181,11 +186,18 @@ export function createPersister(d: PersisterDeps): Persister {
       log.info({ entries: batch.entries.length }, 'flush committed (fault injection delay before ack)');
       await new Promise((r) => setTimeout(r, d.delayAfterCommitMs));
     }
+    return { res, endTimer };
+  }
+
+  /** After COMMIT: XACK, metrics, status (and XTRIM). */
+  async function ackBatch(batch: ReadResult, c: Committed | undefined, readMs: number): Promise<FlushStats> {
+    if (!c) return EMPTY;
+    const { res } = c;
     const t1 = performance.now();
     await reader.ack(group([...batch.entries, ...batch.gone]));
     res.steps.read = readMs;
     res.steps.ack = Math.round(performance.now() - t1);
-    const seconds = endTimer();
+    const seconds = c.endTimer();
     workerMetrics.pingsRead.inc(batch.entries.length);
     workerMetrics.pingsFresh.inc(res.fresh);
     workerMetrics.rowsWritten.inc({ table: 'positions' }, res.positions);
@@ -194,6 +206,19 @@ export function createPersister(d: PersisterDeps): Persister {
     return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more, steps: res.steps };
   }
 
+  /** Write, COMMIT, XACK, metrics, status, one after the other (flushOnce, the final flush of stop()). */
+  async function flushBatch(batch: ReadResult, readMs: number): Promise<FlushStats> {
+    return ackBatch(batch, await commitBatch(batch), readMs);
+  }
+
+  /**
+   * Acknowledgements run after their COMMIT but off the write path: the next write may start
+   * while the previous batch is acked (XACK of 200,000 ids, the status and XTRIM take ≈ 1 s on
+   * a busy box). One at a time, in commit order. A failed ack leaves the entries pending: they
+   * are claimed again after claimIdleMs and rewritten, which changes nothing.
+   */
+  let acking: Promise<void> = Promise.resolve();
+
   /** Hands the buffer (or the failed batch) to a write that runs while the loop keeps reading. */
   function startWrite(readMs: number): void {
     const batch = carry ?? buffer;
@@ -201,11 +226,18 @@ export function createPersister(d: PersisterDeps): Persister {
     carry = batch;
     claimDue = true;
     const started = Date.now();
-    writing = flushBatch(batch, readMs).then(
-      (s) => {
+    writing = commitBatch(batch).then(
+      (c) => {
         carry = undefined;
         attempt = 0;
-        if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed');
+        const committedMs = Date.now() - started;
+        acking = acking.then(() => ackBatch(batch, c, readMs)).then(
+          (s) => { if (s.read || s.poison) log.info({ ...s, ms: committedMs, acked_ms: Date.now() - started }, 'flushed'); },
+          (err: unknown) => {
+            workerMetrics.flushFailures.inc();
+            log.warn({ err, entries: batch.entries.length }, 'ack after commit failed: the entries stay pending, are claimed again and rewritten (no change)');
+          },
+        );
       },
       (err: unknown) => {
         workerMetrics.flushFailures.inc();
@@ -261,6 +293,7 @@ export function createPersister(d: PersisterDeps): Persister {
       }
     }
     await writing;
+    await acking;
   }
 
   /** Age (ms) of the oldest stream entry not persisted yet, from an inspection at most 1 s old. */

@@ -47,7 +47,9 @@ const PRUNE_EVERY_MS = 600_000;
  * PostGIS in one transaction every flush interval — start to start — or at once when
  * WORKER_MAX_BATCH entries are held (a backlog, or a rate above maxBatch per interval):
  * lag stays about one interval plus one write. The next batch is read while PostgreSQL
- * writes the current one. XACK after COMMIT, then XTRIM of the acknowledged history. A failed
+ * writes the current one, up to 2 × maxBatch (memory bound), and a read right before each
+ * write takes what arrived up to that instant: in steady state a ping is in the first write
+ * that starts after it reached Redis, never one later. XACK after COMMIT, then XTRIM of the acknowledged history. A failed
  * write keeps the batch and retries it with backoff, reading nothing new meanwhile (entries
  * stay pending in Redis, so nothing is lost if this process dies; another worker claims them
  * after claimIdleMs).
@@ -58,6 +60,13 @@ export function createPersister(d: PersisterDeps): Persister {
   const keys = createKeys(cfg.redis.keyPrefix);
   const reader = createStreamReader(d.redis, keys, w.consumerGroup, d.consumer, w.readCount);
   const status = createStatusPublisher(d.redis, keys.workerStatus(d.consumer), { instance: d.consumer, mode: w.mode, ttlMs: Math.max(30_000, 3 * w.flushIntervalMs) });
+  /**
+   * Entries held for the next write: reading goes on while a write is in flight up to this
+   * bound, so a batch is never closed at maxBatch with pings already in Redis left for the
+   * write after (at rates where a write takes longer than filling maxBatch they waited a
+   * whole extra write).
+   */
+  const maxHeld = 2 * w.maxBatch;
   /** How often new entries are read between flushes. */
   const pollMs = Math.max(20, Math.min(1000, Math.floor(w.flushIntervalMs / 4)));
   let state: PersisterState = 'idle';
@@ -143,11 +152,16 @@ export function createPersister(d: PersisterDeps): Persister {
     }
   }
 
-  /** Writes one batch (already read): dead letters, write, COMMIT, XACK, metrics, status. Throws on failure (batch kept by the caller). */
-  async function flushBatch(batch: ReadResult, readMs: number): Promise<FlushStats> {
+  interface Committed { res: WriteResult; endTimer: () => number }
+
+  /**
+   * Writes one batch (already read): dead letters, write, COMMIT. Throws on failure (batch kept
+   * by the caller). Undefined for an empty batch (status refreshed).
+   */
+  async function commitBatch(batch: ReadResult): Promise<Committed | undefined> {
     if (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0) {
       await report(undefined);
-      return EMPTY;
+      return undefined;
     }
     const endTimer = workerMetrics.flushDuration.startTimer();
     if (batch.gone.length > 0) {
@@ -172,11 +186,18 @@ export function createPersister(d: PersisterDeps): Persister {
       log.info({ entries: batch.entries.length }, 'flush committed (fault injection delay before ack)');
       await new Promise((r) => setTimeout(r, d.delayAfterCommitMs));
     }
+    return { res, endTimer };
+  }
+
+  /** After COMMIT: XACK, metrics, status (and XTRIM). */
+  async function ackBatch(batch: ReadResult, c: Committed | undefined, readMs: number): Promise<FlushStats> {
+    if (!c) return EMPTY;
+    const { res } = c;
     const t1 = performance.now();
     await reader.ack(group([...batch.entries, ...batch.gone]));
     res.steps.read = readMs;
     res.steps.ack = Math.round(performance.now() - t1);
-    const seconds = endTimer();
+    const seconds = c.endTimer();
     workerMetrics.pingsRead.inc(batch.entries.length);
     workerMetrics.pingsFresh.inc(res.fresh);
     workerMetrics.rowsWritten.inc({ table: 'positions' }, res.positions);
@@ -185,6 +206,19 @@ export function createPersister(d: PersisterDeps): Persister {
     return { read: batch.entries.length, fresh: res.fresh, positions: res.positions, cellStats: res.cellStats, poison: 0, more: batch.more, steps: res.steps };
   }
 
+  /** Write, COMMIT, XACK, metrics, status, one after the other (flushOnce, the final flush of stop()). */
+  async function flushBatch(batch: ReadResult, readMs: number): Promise<FlushStats> {
+    return ackBatch(batch, await commitBatch(batch), readMs);
+  }
+
+  /**
+   * Acknowledgements run after their COMMIT but off the write path: the next write may start
+   * while the previous batch is acked (XACK of 200,000 ids, the status and XTRIM take ≈ 1 s on
+   * a busy box). One at a time, in commit order. A failed ack leaves the entries pending: they
+   * are claimed again after claimIdleMs and rewritten, which changes nothing.
+   */
+  let acking: Promise<void> = Promise.resolve();
+
   /** Hands the buffer (or the failed batch) to a write that runs while the loop keeps reading. */
   function startWrite(readMs: number): void {
     const batch = carry ?? buffer;
@@ -192,11 +226,18 @@ export function createPersister(d: PersisterDeps): Persister {
     carry = batch;
     claimDue = true;
     const started = Date.now();
-    writing = flushBatch(batch, readMs).then(
-      (s) => {
+    writing = commitBatch(batch).then(
+      (c) => {
         carry = undefined;
         attempt = 0;
-        if (s.read || s.poison) log.info({ ...s, ms: Date.now() - started }, 'flushed');
+        const committedMs = Date.now() - started;
+        acking = acking.then(() => ackBatch(batch, c, readMs)).then(
+          (s) => { if (s.read || s.poison) log.info({ ...s, ms: committedMs, acked_ms: Date.now() - started }, 'flushed'); },
+          (err: unknown) => {
+            workerMetrics.flushFailures.inc();
+            log.warn({ err, entries: batch.entries.length }, 'ack after commit failed: the entries stay pending, are claimed again and rewritten (no change)');
+          },
+        );
       },
       (err: unknown) => {
         workerMetrics.flushFailures.inc();
@@ -214,12 +255,12 @@ export function createPersister(d: PersisterDeps): Persister {
       const failing = carry !== undefined && !writing;
       // Read (not while a failed batch waits for its retry: the streams buffer meanwhile).
       let more = false;
-      if (!failing && buffer.entries.length < w.maxBatch) {
+      if (!failing && buffer.entries.length < maxHeld) {
         try {
           more = await readRound();
           // Catch-up: with no write in flight, start one at a quarter of maxBatch (the rest is read
-          // while it writes); with one in flight, fill up to maxBatch.
-          if (more && buffer.entries.length < (writing ? w.maxBatch : Math.ceil(w.maxBatch / 4))) continue;
+          // while it writes); with one in flight, read on up to maxHeld.
+          if (more && buffer.entries.length < (writing ? maxHeld : Math.ceil(w.maxBatch / 4))) continue;
         } catch (err) {
           log.warn({ err }, 'stream read failed; retried');
           await pause(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 4));
@@ -245,13 +286,14 @@ export function createPersister(d: PersisterDeps): Persister {
       }
       // Wait for the next read, the flush time, or the write in flight (when the buffer is full).
       if (writing) {
-        if (buffer.entries.length >= w.maxBatch) await writing;
+        if (buffer.entries.length >= maxHeld) await writing;
         else if (!more) await pause(pollMs); // the write's end wakes it early
       } else if (!more) {
         await pause(Math.min(pollMs, Math.max(0, nextFlushAt - Date.now())));
       }
     }
     await writing;
+    await acking;
   }
 
   /** Age (ms) of the oldest stream entry not persisted yet, from an inspection at most 1 s old. */

@@ -322,8 +322,12 @@ export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPi
       await client.query(ALL_JOINS);
       src = 'gf_fresh';
     }
-    await client.query(`ANALYZE ${src}`);
     lap('dedup');
+    // Row counts and distinct estimates for the set-based steps; a 3,000-row sample is plenty
+    // (the default target samples 30,000 rows: ≈ 0.15 s per 200,000-ping flush).
+    await client.query('SET LOCAL default_statistics_target = 10');
+    await client.query(`ANALYZE ${src}`);
+    lap('analyze');
   }
   const q = (sql: string): Promise<pg.QueryResult> => client.query(src === 'gf_fresh' ? sql : sql.replaceAll('gf_fresh', src));
   if (mode === 'window') {

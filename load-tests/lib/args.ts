@@ -39,6 +39,8 @@ export interface BenchOptions {
   skipCeilings: boolean;
   /** persistence: 'window' | 'raw' | 'both'. */
   persistMode: 'window' | 'raw' | 'both';
+  /** Worker processes in the persistence scenario's steady phase. */
+  workers: number;
   /** Where the JSON result goes (default load-tests/results/bench-<time>.json). */
   out: string | undefined;
   smoke: boolean;
@@ -62,6 +64,7 @@ export const HELP = `npm run bench -- [options]
   --copy-rows <n>           rows for the COPY ceiling                (smoke: 100000, --full: 500000)
   --redis-bench-n <n>       requests per redis-benchmark run         (smoke: 200000, --full: 1000000)
   --persist-mode <m>        window | raw | both                      (default both)
+  --workers <n>             persistence: worker processes in the steady phase (default 1)
   --no-ceilings             skip the ceiling measurements
   --out <file>              JSON result path
   --full                    the target sizes of docs/benchmarks.md instead of the smoke
@@ -75,7 +78,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       drivers: { type: 'string' }, batch: { type: 'string' }, subscribers: { type: 'string' },
       gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
       'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
-      'persist-mode': { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
+      'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
       full: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
   });
@@ -115,6 +118,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     redisBenchN: num(values['redis-bench-n'], full ? 1_000_000 : 200_000),
     skipCeilings: values['no-ceilings'] === true,
     persistMode: mode as BenchOptions['persistMode'],
+    workers: Math.max(1, num(values.workers, 1)),
     out: values.out,
     smoke: !full,
   };

@@ -39,7 +39,7 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
   const rate = o.rate || (o.smoke ? 4000 : mode === 'raw' ? 30_000 : 50_000);
   const drivers = o.drivers || (o.smoke ? 100 : 1000);
   const flushMs = o.smoke ? 2000 : 10_000;
-  const workers = 1; // the drain phase measures one worker process
+  const workers = o.workers; // steady phase; the drain phase measures one worker process
   await cleanRedis(ctx.stack.redisUrl);
   const db = await freshDatabase(ctx.stack.databaseUrl);
   const stack = { ...ctx.stack, databaseUrl: db.url };
@@ -58,7 +58,8 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
   const ws: NodeChild[] = [];
   const c = new pg.Client({ connectionString: db.url });
   try {
-    for (let i = 0; i < workers; i++) ws.push(await startBenchWorker(env, `worker-${i}`));
+    // Only worker-0 serves /metrics (the lag gauge inspects every stream, so one worker's gauge is the cluster's).
+    for (let i = 0; i < workers; i++) ws.push(await startBenchWorker(i === 0 ? env : { ...env, extra: { ...env.extra, WORKER_METRICS_PORT: '0' } }, `worker-${i}`));
     await c.connect();
     const opened = await openDrivers(gw.url, drivers, { prefix: `pw${mode[0]}`, encoding: 'msgpack', concurrency: 128 });
     const tracerIds = opened.vehicles.slice(0, TRACERS).map((v) => v.id);
@@ -81,7 +82,7 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
         } catch (err) {
           progress(`persistence poll failed: ${(err as Error).message}`);
         }
-        if (ws.length === 1 && ws[0]!.name !== 'worker-drain') await scrapeLag();
+        if (ws[0]?.name === 'worker-0') await scrapeLag();
         await sleep(250);
       }
     };
@@ -106,6 +107,18 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
     const w1 = ws.map((w) => procSample(w.pid));
     const workerCpu = w1.reduce((a, x, i) => a + x.cpuSeconds - w0[i]!, 0);
     const lagS = lag.summary();
+    // Steady-phase flushes of every worker (pings, ms, start-to-start gap), for the report.
+    const steadyFlushes = ws.flatMap((w) => w.logs.filter((l) => l.msg === 'flushed' && Number(l.read) > 0)
+      .map((l) => ({ worker: w.name, at: Number(l.time), read: Number(l.read), ms: Number(l.ms), steps: l.steps as Record<string, number> | undefined })));
+    const flushSummary = (list: typeof steadyFlushes): string => {
+      if (!list.length) return 'none';
+      const q = (xs: number[], f: number): number => { const a = [...xs].sort((x, y) => x - y); return a[Math.min(a.length - 1, Math.floor(f * a.length))]!; };
+      const reads = list.map((f) => f.read);
+      const mss = list.map((f) => f.ms);
+      const stepKeys = [...new Set(list.flatMap((f) => Object.keys(f.steps ?? {})))];
+      const meanStep = stepKeys.map((k) => `${k} ${Math.round(list.reduce((a, f) => a + (f.steps?.[k] ?? 0), 0) / list.length)}`).join(', ');
+      return `${list.length} flushes, pings/flush p50 ${q(reads, 0.5)} max ${Math.max(...reads)}, write ms p50 ${q(mss, 0.5)} max ${Math.max(...mss)}, mean steps ms [${meanStep}]`;
+    };
 
     // Drain phase: workers stopped, a backlog is ingested, one worker is started and timed
     // until it has persisted everything: the worker's own rate, not the offered one (flush
@@ -155,7 +168,7 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
       };
     return {
       scenario: `persistence-${mode}`,
-      load: `${Math.round(s.pingsAccepted / s.seconds)} pings/s accepted (offered ${rate}) for ${round(s.seconds, 0)}s, ${workers} worker, flush ${flushMs} ms`,
+      load: `${Math.round(s.pingsAccepted / s.seconds)} pings/s accepted (offered ${rate}) for ${round(s.seconds, 0)}s, ${workers} worker${workers > 1 ? 's' : ''}, flush ${flushMs} ms`,
       latency: lagS,
       latencyOf: "ping's ts → row visible in positions (ms), tracer entities",
       throughput: mode === 'raw'
@@ -167,16 +180,18 @@ export async function runPersistence(ctx: ScenarioContext, mode: 'window' | 'raw
         'worker ms/1k pings (steady)': round((workerCpu * 1e6) / Math.max(1, s.pingsAccepted), 3),
         'worker cores (drain)': round(drainCpu / drainSecs, 2),
       },
-      memory: { 'worker RSS MB': round((w1[0]?.rssBytes ?? 0) / MB, 1) },
+      memory: { 'worker RSS MB': round(w1.reduce((a, x) => Math.max(a, x.rssBytes), 0) / MB, 1) },
       targets,
       notes: [
         `steady: ${s.pingsAccepted} pings -> ${rows} rows, caught up ${round(caughtUpSecs, 1)} s after start; drain: ${b.pingsAccepted} pings -> ${rowsAfter - rowsBefore} new rows${mode === 'window' ? ' (window rows that already existed are updated, not added)' : ''} in ${round(drainSecs, 1)} s = ${Math.round(pingsPerSec)} pings/s consumed per worker (Postgres CPU not included in worker cores)`,
         ...(workerLag.count ? [`the worker's own lag gauge (steady phase): p50 ${workerLag.summary().p50} ms, p99 ${workerLag.summary().p99} ms, max ${workerLag.summary().max} ms`] : []),
+        `steady flushes: ${[...new Set(steadyFlushes.map((f) => f.worker))].map((n) => `${n}: ${flushSummary(steadyFlushes.filter((f) => f.worker === n))}`).join('; ') || 'none'}`,
         ...(drainFlushes.length ? [`drain flushes (pings, ms, steps ms): ${drainFlushes.map((f) => `${f.read} in ${f.ms} [${Object.entries(f.steps ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')}]`).join('; ')}`] : []),
+        ...(Object.keys(s.errorCodes).length ? [`steady ingest errors: ${JSON.stringify(s.errorCodes)}`] : []),
         ...(unpersisted ? [`${unpersisted} tracer pings not persisted by the deadline (steady phase)`] : []),
         ...(drainUnpersisted ? [`${drainUnpersisted} tracer pings not persisted by the deadline (drain phase)`] : []),
       ],
-      extra: { drainFlushes, workerLag: workerLag.count ? workerLag.summary() : undefined, rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
+      extra: { steadyFlushes, workers, drainFlushes, workerLag: workerLag.count ? workerLag.summary() : undefined, rows, rowsAfter, pingsAccepted: s.pingsAccepted, backlogPings: b.pingsAccepted, drainSecs, pingsPerSec, caughtUpSecs, unpersisted, drainUnpersisted, mode, flushMs },
     };
   } finally {
     await c.end().catch(() => undefined);

@@ -54,6 +54,41 @@ async function xaddAtomic(prefix: string, pings: readonly AcceptedPing[]): Promi
   await m.exec();
 }
 
+test('entries that arrive while a write is in flight are all in the next write, even past WORKER_MAX_BATCH', async () => {
+  // Before: reading stopped once maxBatch entries were held, so C (arriving after B filled the
+  // buffer) missed the write that followed and waited for the 60 s interval.
+  const db = await createTestDatabase();
+  const prefix = randomKeyPrefix();
+  const worker = await startWorker({
+    REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '60000',
+    WORKER_MAX_BATCH: '200', INSTANCE_ID: 'held-w', GEOFLUX_FAULT_DELAY_AFTER_COMMIT_MS: '4000',
+  });
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await new Promise((r) => setTimeout(r, 300)); // the first (empty) flush at start is over
+    const t0 = Math.floor((Date.now() - 10 * 60_000) / WIN) * WIN;
+    const all = fleet(20, 30, t0); // 600 pings
+    const [a, b, c] = [all.slice(0, 200), all.slice(200, 500), all.slice(500)];
+    const sentAt = Date.now();
+    await xaddAtomic(prefix, a); // = maxBatch: a write starts at once (and stays in flight 4 s)
+    await worker.waitForLog((l) => l.msg === 'flush committed (fault injection delay before ack)', 10000);
+    await xaddAtomic(prefix, b); // read during the write: 300 held, more than maxBatch
+    await new Promise((r) => setTimeout(r, 1500)); // b has been read (poll every second)
+    await xaddAtomic(prefix, c);
+    await waitFor(async () => ((await persistedPings(client)) === all.length ? true : undefined), 20000, `${all.length} pings persisted long before the 60 s interval`);
+    assert.ok(Date.now() - sentAt < 20000);
+    const writes = (): number[] => worker.logs.filter((l) => l.msg === 'flushed' && Number(l.read) > 0).map((l) => Number(l.read));
+    const flushed = await waitFor(async () => (writes().length >= 2 ? writes() : undefined), 10000, 'two writes logged (after the ack delay)');
+    assert.deepEqual(flushed, [200, 400], 'the second write carries b and c (everything that arrived before it started)');
+    assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions (held past maxBatch)');
+  } finally {
+    await client.end();
+    assert.equal(await worker.stop(), 0);
+    await db.drop();
+  }
+});
+
 test('a flush starts early once WORKER_MAX_BATCH entries are held (interval 60 s)', async () => {
   const db = await createTestDatabase();
   const prefix = randomKeyPrefix();

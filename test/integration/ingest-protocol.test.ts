@@ -66,6 +66,13 @@ for (const encoding of ['json', 'msgpack'] as DriverEncoding[]) {
     const t0 = Date.now();
     const results = await Promise.all([1, 2, 3, 4, 5].map((k) => c.send({ id, lat: 41.1502 + k * 1e-4, lon: -8.6102, ts: t0 - 1000 + k, seq: 100 + k })));
     assert.deepEqual(results.map((x) => [x.frame, x.count, x.seq]), [[2, 1, 101], [3, 1, 102], [4, 1, 103], [5, 1, 104], [6, 1, 105]]);
+    // A frame answered at once (undecodable) between frames that wait for Redis: still in order.
+    const mixed = await Promise.all([
+      c.send({ id, lat: 41.1503, lon: -8.6102, ts: t0 + 10, seq: 110 }),
+      encoding === 'json' ? c.sendRaw('not json', false) : c.sendRaw(new Uint8Array([0x92, 0x01]), true),
+      c.send({ id, lat: 41.1504, lon: -8.6102, ts: t0 + 11, seq: 111 }),
+    ]);
+    assert.deepEqual(mixed.map((x) => [x.frame, x.count, x.seq, x.errors.map((e) => e.code)]), [[7, 1, 110, []], [8, 0, null, ['BAD_FRAME']], [9, 1, 111, []]]);
     // Frame-level errors: not JSON / not MessagePack, empty batch, batch too large. Each still gets an ack (count 0).
     const bad = encoding === 'json' ? await c.sendRaw('{"id": "x", lat', false) : await c.sendRaw(new Uint8Array([0x92, 0x01]), true);
     assert.deepEqual(summary(bad), { count: 0, seq: null, errors: [[null, 'BAD_FRAME', null, null]] });

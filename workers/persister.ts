@@ -159,7 +159,7 @@ export function createPersister(d: PersisterDeps): Persister {
    * by the caller). Undefined for an empty batch (status refreshed).
    */
   async function commitBatch(batch: ReadResult): Promise<Committed | undefined> {
-    if (batch.entries.length === 0 && batch.poison.length === 0 && batch.gone.length === 0) {
+    if (heldIn(batch) === 0) {
       await report(undefined);
       return undefined;
     }
@@ -275,8 +275,7 @@ export function createPersister(d: PersisterDeps): Persister {
           else await pause(retryAt - now);
           continue;
         }
-        const held = buffer.entries.length + buffer.poison.length + buffer.gone.length;
-        if (now >= nextFlushAt || buffer.entries.length >= w.maxBatch || (more && held > 0)) {
+        if (now >= nextFlushAt || buffer.entries.length >= w.maxBatch || (more && heldIn(buffer) > 0)) {
           nextFlushAt = now + w.flushIntervalMs;
           const readMs = Math.round(performance.now() - cycleStart);
           cycleStart = performance.now();
@@ -373,7 +372,7 @@ export function createPersister(d: PersisterDeps): Persister {
         await loop;
         // Entries already read are written too (else they wait for WORKER_CLAIM_IDLE_MS elsewhere);
         // a batch whose write is failing stays pending in Redis.
-        if (!carry && buffer.entries.length + buffer.poison.length + buffer.gone.length > 0) {
+        if (!carry && heldIn(buffer) > 0) {
           const batch = buffer;
           buffer = emptyBatch();
           await flushBatch(batch, 0).then(
@@ -388,6 +387,11 @@ export function createPersister(d: PersisterDeps): Persister {
       return stopping;
     },
   };
+}
+
+/** Entries a batch holds: to write, to dead-letter, or to acknowledge as lost. */
+function heldIn(b: ReadResult): number {
+  return b.entries.length + b.poison.length + b.gone.length;
 }
 
 function emptyBatch(): ReadResult {

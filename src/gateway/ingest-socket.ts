@@ -218,10 +218,9 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     data.answered = frame;
     const early = data.early;
     if (!early) return;
-    for (let next = early.get(frame + 1); next !== undefined; next = early.get(data.answered + 1)) {
-      early.delete(data.answered + 1);
-      answer(ws, data, data.answered + 1, next);
-      data.answered++;
+    for (let next = early.get(data.answered + 1); next !== undefined; next = early.get(data.answered + 1)) {
+      early.delete(++data.answered);
+      answer(ws, data, data.answered, next);
     }
     if (early.size === 0) data.early = undefined;
   }

@@ -35,8 +35,11 @@ export interface RoomRegistryDeps {
   localRooms(): Iterable<string>;
 }
 
+/** Per tenant: zooms with active tile rooms (ascending) and whether entity rooms are active. */
+type InterestIndex = Map<string, { zooms: number[]; entities: boolean }>;
+
 /** Adds a room to a per-tenant interest index. */
-function indexRoom(index: Map<string, { zooms: number[]; entities: boolean }>, room: string): void {
+function indexRoom(index: InterestIndex, room: string): void {
   const r = parseRoom(room);
   if (!r) return;
   let t = index.get(r.tenant);
@@ -50,7 +53,7 @@ function indexRoom(index: Map<string, { zooms: number[]; entities: boolean }>, r
 
 export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
   let active = new Set<string>();
-  let index = new Map<string, { zooms: number[]; entities: boolean }>();
+  let index: InterestIndex = new Map();
   /** Rooms announced recently: kept across a refresh whose read may predate the announce. */
   const announced = new Map<string, number>();
   const remember = (room: string): void => {
@@ -84,7 +87,7 @@ export function createRoomRegistry(d: RoomRegistryDeps): RoomRegistry {
       for (const [r, at] of announced) {
         if (Date.now() - at < 3 * d.refreshMs) next.add(r); else announced.delete(r);
       }
-      const nextIndex = new Map<string, { zooms: number[]; entities: boolean }>();
+      const nextIndex: InterestIndex = new Map();
       for (const r of next) indexRoom(nextIndex, r);
       active = next;
       index = nextIndex;

@@ -6,9 +6,8 @@
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
 import { closeDrivers, openDrivers, sendAtRate, type SendStats, type Vehicle } from './drivers.js';
-import { forkGen, type Gen } from './gen-proc.js';
+import { forkGen, gensCpuSeconds, openedTotals, type Gen } from './gen-proc.js';
 import { Latency } from './hist.js';
-import { tryProcSample } from './proc-stat.js';
 
 export interface DriverLoad {
   connected: number;
@@ -44,15 +43,15 @@ export async function openDriverLoad(urls: string[], drivers: number, procs: num
     offset += count;
     return g.ask(cmd, 300_000);
   }));
-  const opened = replies.map((r) => (r.type === 'opened' ? r : { ok: 0, failed: 0, firstError: undefined }));
+  const opened = replies.map((r) => openedTotals([r]));
+  const total = openedTotals(replies);
   return {
-    connected: opened.reduce((a, r) => a + r.ok, 0),
-    failed: opened.reduce((a, r) => a + r.failed, 0),
-    firstError: opened.map((r) => r.firstError).find(Boolean),
+    connected: total.ok,
+    failed: total.failed,
+    firstError: total.firstError,
     async run(rate, batch, seconds, label) {
-      const total = opened.reduce((a, r) => a + r.ok, 0);
       const results = await Promise.all(gens.map((g, k) => g.ask({
-        cmd: 'activity', rate: (rate * opened[k]!.ok) / Math.max(1, total), batch, seconds, label: `${label} [${k + 1}/${n}]`,
+        cmd: 'activity', rate: (rate * opened[k]!.ok) / Math.max(1, total.ok), batch, seconds, label: `${label} [${k + 1}/${n}]`,
       }, (seconds + 60) * 1000)));
       const s: SendStats = { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, seconds: 0, ack: new Latency(), errorCodes: {} };
       for (const r of results) {
@@ -65,7 +64,7 @@ export async function openDriverLoad(urls: string[], drivers: number, procs: num
       }
       return s;
     },
-    forkedCpuSeconds: () => gens.reduce((a, g) => a + (tryProcSample(g.proc.pid!)?.cpuSeconds ?? 0), 0),
+    forkedCpuSeconds: () => gensCpuSeconds(gens),
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
       for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();

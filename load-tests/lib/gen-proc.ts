@@ -3,6 +3,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import type { WorkerCommand, WorkerReply } from './conn-worker.js';
+import { tryProcSample } from './proc-stat.js';
 
 export interface Gen { proc: ChildProcess; ask(c: WorkerCommand, timeoutMs: number): Promise<WorkerReply> }
 
@@ -23,4 +24,23 @@ export function forkGen(): Gen {
       });
     },
   };
+}
+
+export interface OpenedTotals { ok: number; failed: number; firstError?: string }
+
+/** Sums the `opened` replies of several load generators (other replies count as nothing opened). */
+export function openedTotals(replies: readonly WorkerReply[]): OpenedTotals {
+  const t: OpenedTotals = { ok: 0, failed: 0 };
+  for (const r of replies) {
+    if (r.type !== 'opened') continue;
+    t.ok += r.ok;
+    t.failed += r.failed;
+    t.firstError ??= r.firstError;
+  }
+  return t;
+}
+
+/** CPU seconds used so far by the load generators still running. */
+export function gensCpuSeconds(gens: readonly Gen[]): number {
+  return gens.reduce((a, g) => a + (tryProcSample(g.proc.pid!)?.cpuSeconds ?? 0), 0);
 }

@@ -9,8 +9,7 @@ import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/conte
 import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
 import { round } from '../lib/hist.js';
 import { starved, viewerDelay } from '../lib/maps.js';
-import { forkGen } from '../lib/gen-proc.js';
-import { Latency } from '../lib/hist.js';
+import { openViewerLoad } from '../lib/viewer-load.js';
 import { MB, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
@@ -37,57 +36,35 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
     // Viewers live in forked processes (--viewer-procs): decoding every entity update must not
     // stall the process that sends the pings, or the figures would measure the load generator.
-    const P = Math.max(1, o.viewerProcs);
-    const gens = Array.from({ length: P }, forkGen);
+    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs);
     try {
-      const part = (k: number): number[] => tiles.map((_, j) => j).filter((j) => j % P === k);
-      const urls = gws.map((g) => g.url);
-      const opened2 = await Promise.all(gens.map((g, k) => g.ask({
-        cmd: 'open-viewers', urls, tiles: part(k).map((j) => tiles[j]!), gatewayOf: part(k).map((j) => j % gws.length),
-      }, 300_000)));
-      const okViewers = opened2.reduce((a, r) => a + (r.type === 'opened' ? r.ok : 0), 0);
-      const failedViewers = opened2.reduce((a, r) => a + (r.type === 'opened' ? r.failed : 0), 0);
-      const viewerError = opened2.map((r) => (r.type === 'opened' ? r.firstError : undefined)).find(Boolean);
-      if (okViewers === 0) throw new Error(`no subscriber connected: ${viewerError}`);
+      if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
       await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: 1, label: 'fanout warm-up' });
       await sleep(300);
       const c0 = gws.map((g) => procSample(g.pid).cpuSeconds);
-      const h0 = gens.map((g) => procSample(g.proc.pid!).cpuSeconds);
+      const h0 = viewers.forkedCpuSeconds();
       const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
-      await Promise.all(gens.map((g) => g.ask({ cmd: 'measure', on: true }, 30_000)));
+      await viewers.measure(true);
       const s = await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: o.duration, label: 'fanout' });
       await sleep(300);
-      const measured = await Promise.all(gens.map((g) => g.ask({ cmd: 'measure', on: false }, 60_000)));
+      const m = await viewers.measure(false);
       const c1 = gws.map((g) => procSample(g.pid));
-      const h1 = gens.map((g) => procSample(g.proc.pid!).cpuSeconds);
+      const h1 = viewers.forkedCpuSeconds();
       const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
       const secs = s.seconds + 0.3;
       const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
-      const delayByGateway = gws.map(() => new Latency());
-      const perViewer: { tile: string; updates: number }[] = [];
-      let updates = 0, frames = 0;
-      for (const m of measured) {
-        if (m.type !== 'measured') continue;
-        m.delayByGateway.forEach((b64, i) => delayByGateway[i]!.addEncoded(b64));
-        updates += m.updates;
-        frames += m.frames;
-        perViewer.push(...m.perViewer);
-      }
-      const st = starved(perViewer);
-      const lat = viewerDelay({ delayByGateway }).summary();
-      const viewerCores = h1.reduce((a, x, i) => a + x - h0[i]!, 0) / secs;
-      await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
+      const st = starved(m.perViewer);
+      const lat = viewerDelay(m).summary();
       await closeDrivers(opened.clients);
-      const vs = { viewers: { length: okViewers }, failed: failedViewers, firstError: viewerError, updates, frames, delayByGateway, viewerCores };
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.clients.length} drivers; ${vs.viewers.length} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.clients.length} drivers; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
-        throughput: { value: Math.round(vs.updates / secs), unit: 'entity updates/s delivered' },
-        ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round(vs.frames / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
+        throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },
+        ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round(m.frames / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
         cpu: {
-          'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, vs.updates), 2),
+          'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, m.updates), 2),
           'gateways cores': round(gwCpu / secs, 2),
           'redis cores': round((r1 - r0) / secs, 2),
         },
@@ -98,16 +75,16 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           'ack p99': { target: '< 50 ms', value: s.ack.summary().p99, ok: s.ack.summary().p99 < 50 },
         },
         notes: [
-          `delivery p50/p99 by subscriber gateway: ${vs.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i === 0 ? ' (drivers here)' : ' (via Redis)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
-          `frames ${vs.frames}, ${round(vs.updates / Math.max(1, vs.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
-          `subscribers in ${P} forked load-generator processes: ${round(vs.viewerCores, 2)} cores`,
-          ...(vs.failed ? [`${vs.failed} subscribers failed: ${vs.firstError}`] : []),
+          `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i === 0 ? ' (drivers here)' : ' (via Redis)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
+          `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
+          `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
+          ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
         ],
-        extra: { delayByGateway: vs.delayByGateway.map((h) => h.summary()), starved: st, frames: vs.frames, updates: vs.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
+        extra: { delayByGateway: m.delayByGateway.map((h) => h.summary()), starved: st, frames: m.frames, updates: m.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
       };
     } finally {
-      for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();
+      await viewers.close();
     }
   } finally {
     for (const g of gws) await g.stop();

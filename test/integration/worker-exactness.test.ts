@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
+import { freePort } from '../helpers/ports.js';
 import { startWorker, type Child } from '../helpers/processes.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { createKeys, cellMember } from '../../src/store/redis/keys.js';
@@ -58,14 +58,6 @@ function shuffle<T>(xs: T[], r: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [a[i], a[j]] = [a[j]!, a[i]!]; }
   return a;
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 async function runMode(mode: 'window' | 'raw'): Promise<void> {

@@ -1,13 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
-import { startWorker } from '../helpers/processes.js';
+import { freePort } from '../helpers/ports.js';
+import { startWorker, type Child } from '../helpers/processes.js';
 import { cellOf } from '../../src/geo/tiles.js';
-import { createKeys, cellMember } from '../../src/store/redis/keys.js';
-import { encodeAccepted, STREAM_FIELD } from '../../src/store/redis/codec.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import {
   WIN, expectedPositions, expectedCells, uniquePings, persistedPings, xaddPings, readPositions, readCells, assertRowsMatch, waitFor, waitNoPending,
@@ -24,14 +22,6 @@ let redis: Redis;
 before(() => { redis = new Redis(testServices().redisUrl); });
 after(async () => { await redis.quit(); });
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 function fleet(entities: number, perEntity: number, t0: number): AcceptedPing[] {
   const out: AcceptedPing[] = [];
   for (let e = 0; e < entities; e++) {
@@ -43,92 +33,74 @@ function fleet(entities: number, perEntity: number, t0: number): AcceptedPing[] 
   return out;
 }
 
-/** All entries in one MULTI: a reader sees none or all of them. */
-async function xaddAtomic(prefix: string, pings: readonly AcceptedPing[]): Promise<void> {
-  const keys = createKeys(prefix);
-  const m = redis.multi();
-  for (const p of pings) {
-    m.xadd(keys.cell(p.tenant, p.cell).stream, '*', STREAM_FIELD, encodeAccepted(p));
-    m.zadd(keys.activeCells, Date.now(), cellMember(p.tenant, p.cell));
+interface WorkerRun { client: pg.Client; prefix: string; workers: Child[] }
+
+/**
+ * A fresh database and key prefix, one worker per instance id (env: REDIS_URL, DATABASE_URL,
+ * REDIS_KEY_PREFIX, then `extra`), a client on the database; afterwards every worker must stop
+ * cleanly (exit 0) and the database is dropped.
+ */
+async function withWorkers(extra: Record<string, string>, instances: string[], run: (r: WorkerRun) => Promise<void>): Promise<void> {
+  const db = await createTestDatabase();
+  const prefix = randomKeyPrefix();
+  const env = { REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, ...extra };
+  const workers: Child[] = [];
+  for (const id of instances) workers.push(await startWorker({ ...env, INSTANCE_ID: id }));
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await run({ client, prefix, workers });
+  } finally {
+    await client.end();
+    for (const w of workers) assert.equal(await w.stop(), 0);
+    await db.drop();
   }
-  await m.exec();
 }
 
 test('entries that arrive while a write is in flight are all in the next write, even past WORKER_MAX_BATCH', async () => {
   // Before: reading stopped once maxBatch entries were held, so C (arriving after B filled the
   // buffer) missed the write that followed and waited for the 60 s interval.
-  const db = await createTestDatabase();
-  const prefix = randomKeyPrefix();
-  const worker = await startWorker({
-    REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '60000',
-    WORKER_MAX_BATCH: '200', INSTANCE_ID: 'held-w', GEOFLUX_FAULT_DELAY_AFTER_COMMIT_MS: '4000',
-  });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
+  await withWorkers({ FLUSH_INTERVAL_MS: '60000', WORKER_MAX_BATCH: '200', GEOFLUX_FAULT_DELAY_AFTER_COMMIT_MS: '4000' }, ['held-w'], async ({ client, prefix, workers }) => {
+    const worker = workers[0]!;
     await new Promise((r) => setTimeout(r, 300)); // the first (empty) flush at start is over
     const t0 = Math.floor((Date.now() - 10 * 60_000) / WIN) * WIN;
     const all = fleet(20, 30, t0); // 600 pings
     const [a, b, c] = [all.slice(0, 200), all.slice(200, 500), all.slice(500)];
     const sentAt = Date.now();
-    await xaddAtomic(prefix, a); // = maxBatch: a write starts at once (and stays in flight 4 s)
+    await xaddPings(redis, prefix, a, { atomic: true }); // = maxBatch: a write starts at once (and stays in flight 4 s)
     await worker.waitForLog((l) => l.msg === 'flush committed (fault injection delay before ack)', 10000);
-    await xaddAtomic(prefix, b); // read during the write: 300 held, more than maxBatch
+    await xaddPings(redis, prefix, b, { atomic: true }); // read during the write: 300 held, more than maxBatch
     await new Promise((r) => setTimeout(r, 1500)); // b has been read (poll every second)
-    await xaddAtomic(prefix, c);
+    await xaddPings(redis, prefix, c, { atomic: true });
     await waitFor(async () => ((await persistedPings(client)) === all.length ? true : undefined), 20000, `${all.length} pings persisted long before the 60 s interval`);
     assert.ok(Date.now() - sentAt < 20000);
     const writes = (): number[] => worker.logs.filter((l) => l.msg === 'flushed' && Number(l.read) > 0).map((l) => Number(l.read));
     const flushed = await waitFor(async () => (writes().length >= 2 ? writes() : undefined), 10000, 'two writes logged (after the ack delay)');
     assert.deepEqual(flushed, [200, 400], 'the second write carries b and c (everything that arrived before it started)');
     assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions (held past maxBatch)');
-  } finally {
-    await client.end();
-    assert.equal(await worker.stop(), 0);
-    await db.drop();
-  }
+  });
 });
 
 test('a flush starts early once WORKER_MAX_BATCH entries are held (interval 60 s)', async () => {
-  const db = await createTestDatabase();
-  const prefix = randomKeyPrefix();
-  const worker = await startWorker({
-    REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '60000',
-    WORKER_MAX_BATCH: '200', INSTANCE_ID: 'early-w',
-  });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
+  await withWorkers({ FLUSH_INTERVAL_MS: '60000', WORKER_MAX_BATCH: '200' }, ['early-w'], async ({ client, prefix }) => {
     await new Promise((r) => setTimeout(r, 300)); // the first (empty) flush at start is over
     const t0 = Math.floor((Date.now() - 10 * 60_000) / WIN) * WIN;
     const all = fleet(20, 50, t0); // 1,000 pings, 5 × maxBatch
     const sentAt = Date.now();
-    await xaddAtomic(prefix, all);
+    await xaddPings(redis, prefix, all, { atomic: true });
     await waitFor(async () => ((await persistedPings(client)) === all.length ? true : undefined), 15000, `${all.length} pings persisted long before the 60 s interval`);
     assert.ok(Date.now() - sentAt < 15000);
     assertRowsMatch(await readPositions(client), expectedPositions(all, 'window'), ['speed', 'mean_speed'], 'positions (early flush)');
-  } finally {
-    await client.end();
-    assert.equal(await worker.stop(), 0);
-    await db.drop();
-  }
+  });
 });
 
 test('the lag gauge reads the age of the oldest unpersisted ping between flushes', async () => {
-  const db = await createTestDatabase();
-  const prefix = randomKeyPrefix();
   const metricsPort = await freePort();
-  const worker = await startWorker({
-    REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '9000',
-    INSTANCE_ID: 'lag-w', HOST: '127.0.0.1', WORKER_METRICS_PORT: String(metricsPort),
-  });
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
   const lagSeconds = async (): Promise<number> => {
     const m = /^geoflux_worker_persistence_lag_seconds (\S+)$/m.exec(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
     return Number(m?.[1] ?? NaN);
   };
-  try {
+  await withWorkers({ FLUSH_INTERVAL_MS: '9000', HOST: '127.0.0.1', WORKER_METRICS_PORT: String(metricsPort) }, ['lag-w'], async ({ client, prefix }) => {
     // The first flush runs at start; the next one only 9 s later.
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Math.floor((Date.now() - 10 * 60_000) / WIN) * WIN;
@@ -145,24 +117,11 @@ test('the lag gauge reads the age of the oldest unpersisted ping between flushes
     assert.ok(later >= lag + 0.4, `the gauge grows while nothing is persisted (${lag} → ${later})`);
     await waitFor(async () => ((await persistedPings(client)) === all.length ? true : undefined), 15000, 'persisted at the next flush');
     await waitFor(async () => ((await lagSeconds()) < 1.5 ? true : undefined), 3000, 'lag back to about 0 once persisted');
-  } finally {
-    await client.end();
-    assert.equal(await worker.stop(), 0);
-    await db.drop();
-  }
+  });
 });
 
 test('raw mode ledger: three workers, duplicates, shared timestamps and a replay give exactly the model rows', async () => {
-  const db = await createTestDatabase();
-  const prefix = randomKeyPrefix();
-  const env = {
-    REDIS_URL: testServices().redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: prefix, FLUSH_INTERVAL_MS: '150', WORKER_READ_COUNT: '25', PERSIST_MODE: 'raw',
-  };
-  const workers = [];
-  for (let i = 0; i < 3; i++) workers.push(await startWorker({ ...env, INSTANCE_ID: `raw-${i}` }));
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
+  await withWorkers({ FLUSH_INTERVAL_MS: '150', WORKER_READ_COUNT: '25', PERSIST_MODE: 'raw' }, ['raw-0', 'raw-1', 'raw-2'], async ({ client, prefix }) => {
     const t0 = Math.floor((Date.now() - 20 * 60_000) / WIN) * WIN;
     const all: AcceptedPing[] = [];
     for (let e = 0; e < 10; e++) {
@@ -191,9 +150,5 @@ test('raw mode ledger: three workers, duplicates, shared timestamps and a replay
     assert.equal(await persistedPings(client), want);
     assertRowsMatch(await readPositions(client), expectedPositions(all, 'raw'), ['speed', 'mean_speed'], 'positions (raw, 3 workers, replay)');
     assertRowsMatch(await readCells(client), expectedCells(all), ['mean_speed', 'max_speed'], 'cell_stats (raw, 3 workers, replay)');
-  } finally {
-    await client.end();
-    for (const w of workers) assert.equal(await w.stop(), 0);
-    await db.drop();
-  }
+  });
 });

@@ -76,10 +76,13 @@ export function expectedCells(pings: readonly AcceptedPing[]): ExpectedCell[] {
   return out.sort((a, b) => (a.cell < b.cell ? -1 : a.cell > b.cell ? 1 : 0) || a.win - b.win || (a.tenant < b.tenant ? -1 : 1));
 }
 
-/** What a gateway writes for the worker: one stream entry per ping + the active-cells zset. */
-export async function xaddPings(redis: Redis, prefix: string, pings: readonly AcceptedPing[]): Promise<void> {
+/**
+ * What a gateway writes for the worker: one stream entry per ping + the active-cells zset.
+ * `atomic`: all in one MULTI, so a reader sees none or all of them.
+ */
+export async function xaddPings(redis: Redis, prefix: string, pings: readonly AcceptedPing[], o: { atomic?: boolean } = {}): Promise<void> {
   const keys = createKeys(prefix);
-  const pipe = redis.pipeline();
+  const pipe = o.atomic ? redis.multi() : redis.pipeline();
   for (const p of pings) {
     pipe.xadd(keys.cell(p.tenant, p.cell).stream, '*', STREAM_FIELD, encodeAccepted(p));
     pipe.zadd(keys.activeCells, Date.now(), cellMember(p.tenant, p.cell));

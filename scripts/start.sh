@@ -7,6 +7,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/ensure-deps.sh
+# What the user gave (external services, left alone by stack.sh); stack.sh up sets both below.
+GIVEN_REDIS_URL="${REDIS_URL:-}"
+GIVEN_DATABASE_URL="${DATABASE_URL:-}"
 eval "$(bash scripts/stack.sh up)"
 export REDIS_URL DATABASE_URL
 export PORT="${PORT:-8080}"
@@ -18,7 +21,8 @@ cleanup() {
   echo "[start] stopping…" >&2
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP_STACK:-0}" != 1 ]; then bash scripts/stack.sh down; fi
+  # With the exported URLs, stack.sh would take our own local services for external ones and keep them.
+  if [ "${KEEP_STACK:-0}" != 1 ]; then REDIS_URL="$GIVEN_REDIS_URL" DATABASE_URL="$GIVEN_DATABASE_URL" bash scripts/stack.sh down; fi
 }
 trap cleanup INT TERM EXIT
 

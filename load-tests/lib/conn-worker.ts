@@ -67,8 +67,8 @@ process.on('message', (m: WorkerCommand) => {
       } else if (m.cmd === 'close') {
         if (viewers) await closeViewers(viewers.viewers);
         await closeDrivers(clients);
-        reply({ type: 'closed' });
-        process.disconnect?.();
+        // Exit once the reply is out (sockets' timers may linger; a CPU profile is written on exit).
+        process.send?.({ type: 'closed' } satisfies WorkerReply, undefined, {}, () => process.exit(0));
       }
     } catch (err) {
       reply({ type: 'error', message: (err as Error).message });

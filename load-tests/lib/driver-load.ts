@@ -6,7 +6,7 @@
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
 import { closeDrivers, openDrivers, sendAtRate, type SendStats, type Vehicle } from './drivers.js';
-import { forkGen, gensCpuSeconds, openedTotals, type Gen } from './gen-proc.js';
+import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen } from './gen-proc.js';
 import { Latency } from './hist.js';
 
 export interface DriverLoad {
@@ -67,7 +67,7 @@ export async function openDriverLoad(urls: string[], drivers: number, procs: num
     forkedCpuSeconds: () => gensCpuSeconds(gens),
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
-      for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();
+      await stopGens(gens);
     },
   };
 }

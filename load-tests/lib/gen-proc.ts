@@ -8,7 +8,9 @@ import { tryProcSample } from './proc-stat.js';
 export interface Gen { proc: ChildProcess; ask(c: WorkerCommand, timeoutMs: number): Promise<WorkerReply> }
 
 export function forkGen(): Gen {
-  const proc = fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_GEN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof-gen") goes to every load generator: profiling.
+  const execArgv = (process.env.BENCH_GEN_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   return {
     proc,
     ask(c, timeoutMs) {
@@ -43,4 +45,16 @@ export function openedTotals(replies: readonly WorkerReply[]): OpenedTotals {
 /** CPU seconds used so far by the load generators still running. */
 export function gensCpuSeconds(gens: readonly Gen[]): number {
   return gens.reduce((a, g) => a + (tryProcSample(g.proc.pid!)?.cpuSeconds ?? 0), 0);
+}
+
+/**
+ * Ends load generators: each gets `graceMs` to exit by itself after its `close` reply (so a
+ * CPU profile asked for with BENCH_GEN_NODE_ARGS is written), then SIGTERM.
+ */
+export async function stopGens(gens: readonly Gen[], graceMs = 3000): Promise<void> {
+  await Promise.all(gens.map((g) => new Promise<void>((resolve) => {
+    if (g.proc.exitCode !== null || g.proc.signalCode !== null) { resolve(); return; }
+    const t = setTimeout(() => { g.proc.kill(); resolve(); }, graceMs);
+    g.proc.once('exit', () => { clearTimeout(t); resolve(); });
+  })));
 }

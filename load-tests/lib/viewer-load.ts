@@ -4,7 +4,7 @@
  * does not stall the process that sends the pings and times their acks. Viewer i watches
  * tiles[i] on gateway i % urls.length; delays come back HdrHistogram-encoded, per gateway.
  */
-import { forkGen, gensCpuSeconds, openedTotals, type Gen, type OpenedTotals } from './gen-proc.js';
+import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen, type OpenedTotals } from './gen-proc.js';
 import { Latency } from './hist.js';
 
 export interface ViewerMeasure {
@@ -46,7 +46,7 @@ export async function openViewerLoad(urls: string[], tiles: readonly string[], p
     forkedCpuSeconds: () => gensCpuSeconds(gens),
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
-      for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();
+      await stopGens(gens);
     },
   };
 }

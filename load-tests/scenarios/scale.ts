@@ -12,7 +12,7 @@ import { projectRoot } from '../../src/config/load.js';
 import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, scenarioPrefix, sleep } from '../lib/context.js';
 import type { WorkerCommand } from '../lib/conn-worker.js';
-import { forkGen, gensCpuSeconds, openedTotals } from '../lib/gen-proc.js';
+import { forkGen, gensCpuSeconds, openedTotals, stopGens } from '../lib/gen-proc.js';
 import { Vehicle } from '../lib/drivers.js';
 import { Latency, round } from '../lib/hist.js';
 import { MB, procSample, tryProcSample } from '../lib/proc-stat.js';
@@ -125,7 +125,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       extra: { delay: d, errorCodes: codes, broke, gatewayFdLimit: gwFd, driversSecs, mapsSecs, workers: W, pingsAccepted: accepted, updates },
     };
   } finally {
-    for (const g of gens) if (g.proc.exitCode === null) g.proc.kill();
+    await stopGens(gens);
     await gw.stop();
   }
 }

@@ -89,7 +89,7 @@ redis_up() {
   mkdir -p "$STACK_DIR/redis"
   if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then say "redis already running on :$REDIS_PORT"; return; fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STACK_DIR/redis" \
-    --appendonly yes --appendfsync everysec --save '' \
+    --appendonly yes --appendfsync everysec --save '' --auto-aof-rewrite-min-size 1gb \
     --daemonize yes --pidfile "$STACK_DIR/redis/redis.pid" --logfile "$STACK_DIR/redis/redis.log" \
     --maxclients 50000 >/dev/null
   for _ in $(seq 1 100); do

@@ -17,6 +17,7 @@ test('docker-compose has redis, postgis, gateway and worker with health checks',
   assert.deepEqual(Object.keys(s).sort(), ['gateway', 'postgis', 'redis', 'worker']);
   for (const name of ['redis', 'postgis', 'gateway']) assert.ok(s[name]!.healthcheck?.test, `${name} has a healthcheck`);
   assert.ok(s.redis!.command!.join(' ').includes('--appendonly yes'), 'redis runs with AOF');
+  assert.ok(s.redis!.command!.join(' ').includes('--auto-aof-rewrite-min-size 1gb'), 'AOF rewrites are not forked every few seconds');
 });
 
 test('gateway and worker run the built entry points and wait for healthy services', () => {

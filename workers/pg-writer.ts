@@ -13,7 +13,7 @@ export interface WriteResult {
   positions: number;
   /** cell_stats rows inserted or updated. */
   cellStats: number;
-  /** Milliseconds per step (copy, dedup, window/raw, cells), for logs and tuning. */
+  /** Milliseconds per step, for logs and tuning. Window mode: copy, agg, new, lock, ledger (only when keys are checked one by one), update, positions, cells; raw mode: copy, raw, conflicts, cells. */
   steps: Record<string, number>;
 }
 

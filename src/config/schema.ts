@@ -115,7 +115,7 @@ export const configSchema = z.object({
     maxBatch: int(1, 5_000_000),
     /** positions and cell_stats partitions older than this are dropped. */
     retentionDays: int(1, 36500),
-    /** Dedup state (ping_log, track_windows, cell_window_entities); must exceed the oldest accepted ping age. */
+    /** Dedup state (ping_log, track_windows with window mode's ledgers, cell_window_entities); must exceed the oldest accepted ping age. */
     dedupRetentionDays: int(2, 365),
     /** Daily partitions created ahead. */
     premakeDays: int(1, 365),

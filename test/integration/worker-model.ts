@@ -25,6 +25,14 @@ export async function persistedPings(client: pg.Client): Promise<number> {
   return Number((await client.query('SELECT coalesce(sum(ping_count), 0) AS n FROM cell_stats')).rows[0].n);
 }
 
+/**
+ * Keys in window mode's exactly-once record: the ledger of every window (track_windows.key_off /
+ * key_seq, migration 004), one key per persisted ping. Window mode writes no ping_log rows.
+ */
+export async function ledgerKeys(client: pg.Client): Promise<number> {
+  return Number((await client.query('SELECT coalesce(sum(cardinality(key_off)), 0) AS n FROM track_windows')).rows[0].n);
+}
+
 export function uniquePings(pings: readonly AcceptedPing[]): AcceptedPing[] {
   const m = new Map<string, AcceptedPing>();
   for (const p of pings) if (!m.has(pingKey(p))) m.set(pingKey(p), p);

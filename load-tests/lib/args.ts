@@ -18,6 +18,8 @@ export interface BenchOptions {
   drivers: number;
   /** Pings per frame for batched ingest. */
   batch: number;
+  /** fanout: vehicles per driver socket (fleet feeds, one ping of each per frame); 1 = one socket per vehicle, one ping per frame. */
+  fleet: number;
   /** Map subscribers (fanout). */
   subscribers: number;
   /** Gateways for fanout. */
@@ -53,6 +55,7 @@ export const HELP = `npm run bench -- [options]
   --rate <n>                offered pings/s (ingest, persistence, fanout) or requests/s (nearby)
   --drivers <n>             driver sockets for ingest / fanout
   --batch <n>               pings per frame in batched ingest        (default 25)
+  --fleet <k>               fanout: k vehicles per driver socket (fleet feeds, k current pings per frame; default 1 = phones)
   --subscribers <n>         map subscribers for fanout               (smoke: 200, --full: 1000)
   --gateways <n>            gateways for fanout                      (default 2)
   --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
@@ -75,7 +78,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     args: argv,
     options: {
       scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
-      drivers: { type: 'string' }, batch: { type: 'string' }, subscribers: { type: 'string' },
+      drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
       gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
       'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
       'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
@@ -106,6 +109,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
     rate: num(values.rate, 0),
     drivers: num(values.drivers, 0),
     batch: Math.max(1, num(values.batch, 25)),
+    fleet: Math.max(1, num(values.fleet, 1)),
     subscribers: num(values.subscribers, full ? 1000 : 200),
     gateways: Math.max(1, num(values.gateways, 2)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),

@@ -13,8 +13,8 @@ export const BENCH_TENANT = 'bench';
 /** Lisbon: the city the simulated fleet drives in. */
 export const CITY = { lat: 38.7223, lon: -9.1393 };
 
-export function benchToken(sub: string, scopes: Scope[]): Promise<string> {
-  return mintHmacToken(BENCH_JWT_SECRET, { sub, tenant: BENCH_TENANT, scopes, ttlSeconds: 6 * 3600, issuer: BENCH_ISSUER });
+export function benchToken(sub: string, scopes: Scope[], fleet = false): Promise<string> {
+  return mintHmacToken(BENCH_JWT_SECRET, { sub, tenant: BENCH_TENANT, scopes, ttlSeconds: 6 * 3600, issuer: BENCH_ISSUER, fleet });
 }
 
 /** A vehicle moving along a plausible path: constant-ish speed, slowly turning heading. */
@@ -59,8 +59,13 @@ export function localAddressFor(i: number, perAddress = 20_000): string {
 
 export interface OpenedDrivers { clients: DriverClient[]; vehicles: Vehicle[]; failed: number; firstError?: string }
 
-/** Opens `n` driver sockets with bounded concurrency; failures are counted, not thrown. */
-export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number; indexOffset?: number }): Promise<OpenedDrivers> {
+/**
+ * Opens `n` driver sockets with bounded concurrency; failures are counted, not thrown. With
+ * `fleet` = k > 1 each socket is a fleet feed (token claim `fleet`) for k vehicles: vehicles
+ * k·i … k·i+k−1 belong to socket i (see RateOptions.fleet).
+ */
+export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number; indexOffset?: number; fleet?: number }): Promise<OpenedDrivers> {
+  const k = Math.max(1, o.fleet ?? 1);
   const clients: DriverClient[] = [];
   const vehicles: Vehicle[] = [];
   let failed = 0;
@@ -73,10 +78,11 @@ export async function openDrivers(url: string, n: number, o: { prefix: string; e
       const i = (o.indexOffset ?? 0) + next++;
       const id = `${o.prefix}-${i}`;
       try {
-        const token = await benchToken(id, ['ingest']);
+        const token = await benchToken(id, ['ingest'], k > 1);
         const c = await DriverClient.connect(url, token, { encoding: o.encoding, connectTimeoutMs: 20_000, ws: { localAddress: localAddressFor(i, o.perAddress) } });
         clients.push(c);
-        vehicles.push(new Vehicle(id));
+        if (k === 1) vehicles.push(new Vehicle(id));
+        else for (let j = 0; j < k; j++) vehicles.push(new Vehicle(`${id}-${j}`));
       } catch (err) {
         failed++;
         firstError ??= (err as Error).message;
@@ -120,6 +126,12 @@ export interface RateOptions {
   label: string;
   /** Stop early once this many pings were sent (closed-loop backlogs). */
   stopAfterPings?: number;
+  /**
+   * Fleet feeds (openDrivers' `fleet`): each socket carries this many vehicles and every frame
+   * holds the current ping of each of them (then `batch` must equal it). Default 1: a frame
+   * holds `batch` successive pings of the socket's own vehicle.
+   */
+  fleet?: number;
   /** Called for every ping built (vehicle index, ping), e.g. to follow tracer entities. */
   onPing?: (i: number, p: Ping) => void;
 }
@@ -134,7 +146,10 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   const framesPerSec = o.rate / o.batch;
   const maxInFlight = o.maxInFlight ?? 32;
   const perSocketHz = framesPerSec / clients.length;
-  const dtMs = Math.max(1, Math.round(1000 / Math.max(perSocketHz * o.batch, 0.001)));
+  const fleet = Math.max(1, o.fleet ?? 1);
+  if (fleet > 1 && fleet !== o.batch) throw new Error(`fleet feeds: batch (${o.batch}) must equal fleet (${fleet})`);
+  // Time between two pings of one vehicle.
+  const dtMs = Math.max(1, Math.round(1000 / Math.max(fleet > 1 ? perSocketHz : perSocketHz * o.batch, 0.001)));
   const t0 = performance.now();
   const end = t0 + o.seconds * 1000;
   let rr = 0;
@@ -161,9 +176,13 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
           continue;
         }
         idle = 0;
-        const v = vehicles[i]!;
         let frame: Ping | Ping[];
-        if (o.batch === 1) { frame = v.next(wall, dtMs); o.onPing?.(i, frame); }
+        const v = vehicles[i]!;
+        if (fleet > 1) {
+          const arr: Ping[] = new Array(fleet);
+          for (let k = 0; k < fleet; k++) { arr[k] = vehicles[i * fleet + k]!.next(wall, dtMs); o.onPing?.(i * fleet + k, arr[k]!); }
+          frame = arr;
+        } else if (o.batch === 1) { frame = v.next(wall, dtMs); o.onPing?.(i, frame); }
         else {
           const arr: Ping[] = new Array(o.batch);
           for (let k = 0; k < o.batch; k++) { arr[k] = v.next(wall - (o.batch - 1 - k) * dtMs, dtMs); o.onPing?.(i, arr[k]!); }

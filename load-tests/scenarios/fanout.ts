@@ -1,5 +1,6 @@
 /**
- * Fan-out: drivers ping (one ping per frame) into gateway A; map subscribers on gateways A and
+ * Fan-out: drivers ping (one ping per frame, or fleet feeds with --fleet k: one frame holds the
+ * current ping of k vehicles) into gateway A; map subscribers on gateways A and
  * B (socket.io, Redis adapter between them) watch z14 tiles where drivers are. Reports
  * ping-to-subscriber delay (subscriber arrival − the ping's ts), delivered entity updates/s,
  * gateway CPU per delivered update, and starved subscribers.
@@ -13,6 +14,7 @@ import { openViewerLoad } from '../lib/viewer-load.js';
 import { MB, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
+import { writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
 export const FANOUT_ZOOM = 14;
@@ -21,14 +23,16 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
   const rate = o.rate || (o.smoke ? 2000 : 10_000);
   const drivers = o.drivers || (o.smoke ? 400 : 2000);
+  const fleet = o.fleet;
+  const sockets = Math.ceil(drivers / fleet);
   const subs = o.subscribers;
   await cleanRedis(ctx.stack.redisUrl);
   const prefix = scenarioPrefix('fanout');
   const gws: GatewayChild[] = [];
   try {
     for (let i = 0; i < o.gateways; i++) gws.push(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`));
-    progress(`fanout: ${drivers} drivers on gateway 0, ${subs} subscribers over ${gws.length} gateways`);
-    const opened = await openDrivers(gws[0]!.url, drivers, { prefix: 'fo', encoding: 'msgpack', concurrency: 128 });
+    progress(`fanout: ${drivers} drivers on gateway 0${fleet > 1 ? ` (${sockets} fleet feeds of ${fleet})` : ''}, ${subs} subscribers over ${gws.length} gateways`);
+    const opened = await openDrivers(gws[0]!.url, sockets, { prefix: 'fo', encoding: 'msgpack', concurrency: 128, fleet });
     // Each subscriber watches the z14 tile a driver is in: every subscribed tile has traffic.
     const tiles = Array.from({ length: subs }, (_, j) => {
       const v = opened.vehicles[j % opened.vehicles.length]!;
@@ -39,15 +43,18 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
-      await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: 1, label: 'fanout warm-up' });
+      const send = { rate, batch: fleet, fleet };
+      await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: 1, label: 'fanout warm-up' });
       await sleep(300);
       const c0 = gws.map((g) => procSample(g.pid).cpuSeconds);
       const h0 = viewers.forkedCpuSeconds();
       const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
+      const w0 = await writeStats(gws.slice(0, 1));
       await viewers.measure(true);
-      const s = await sendAtRate(opened.clients, opened.vehicles, { rate, batch: 1, seconds: o.duration, label: 'fanout' });
+      const s = await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: o.duration, label: 'fanout' });
       await sleep(300);
       const m = await viewers.measure(false);
+      const w1 = await writeStats(gws.slice(0, 1));
       const c1 = gws.map((g) => procSample(g.pid));
       const h1 = viewers.forkedCpuSeconds();
       const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
@@ -58,7 +65,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.clients.length} drivers; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },
@@ -77,6 +84,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         notes: [
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i === 0 ? ' (drivers here)' : ' (via Redis)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
+          `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; gateway-0 ${writeStatsNote(w0, w1)}`,
           `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),

@@ -10,6 +10,7 @@ import { round } from '../lib/hist.js';
 import { MB, procSample, type ProcSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
+import { writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 
 export interface IngestParams { name: string; batch: number; rate: number; drivers: number; seconds: number; warmupSeconds: number; targetRate: number; gateways: number; driverProcs: number }
 
@@ -73,7 +74,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
       notes: [
         ...(s.skipped > 0 ? [`${s.skipped} frames not offered: the socket already had 32 unacknowledged frames (the gateway fell behind)`] : []),
         ...(load.failed > 0 ? [`${load.failed} sockets failed to connect: ${load.firstError}`] : []),
-        `Redis writes: ${round((w1.pings - w0.pings) / Math.max(1, w1.writes - w0.writes), 1)} pings per write, mean write ${round(((w1.seconds - w0.seconds) / Math.max(1, w1.writes - w0.writes)) * 1000, 2)} ms (both round trips)`,
+        writeStatsNote(w0, w1),
         ...(p.driverProcs > 1 ? [`driver sockets in forked load-generator processes: ${round(loadCores, 2)} cores`] : []),
         ...(Object.keys(s.errorCodes).length ? [`errors: ${JSON.stringify(s.errorCodes)}`] : []),
       ],
@@ -82,21 +83,6 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
   } finally {
     for (const g of gws) await g.stop();
   }
-}
-
-interface WriteStats { writes: number; pings: number; seconds: number }
-
-/** The gateways' Redis write batches so far (sums of their histograms on /metrics). */
-async function writeStats(gws: readonly GatewayChild[]): Promise<WriteStats> {
-  const t: WriteStats = { writes: 0, pings: 0, seconds: 0 };
-  for (const g of gws) {
-    const text = await (await fetch(`${g.url}/metrics`)).text();
-    const v = (name: string): number => Number(new RegExp(`^${name} ([\\d.eE+-]+)$`, 'm').exec(text)?.[1] ?? 0);
-    t.writes += v('geoflux_ingest_batch_pings_count');
-    t.pings += v('geoflux_ingest_batch_pings_sum');
-    t.seconds += v('geoflux_redis_write_seconds_sum');
-  }
-  return t;
 }
 
 export function main(ctx: ScenarioContext): Promise<ScenarioResult> {

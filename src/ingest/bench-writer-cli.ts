@@ -3,7 +3,9 @@
  * Porto, ROUNDS batches of one ping each, through the real LiveWriter (both Lua pipelines).
  * Reports pings/s and CPU microseconds per ping for Redis (INFO cpu delta: the whole server,
  * so run it on a quiet Redis) and for this process. Keys use a random prefix and are deleted.
- *   node dist/src/ingest/bench-writer-cli.js [--redis redis://127.0.0.1:6390] [--entities 2000] [--rounds 50]
+ * `--batch` splits each round into writes of that many pings (what a gateway writes per turn
+ * under single-ping frames: tens to a few hundred), `--concurrency` keeps that many in flight.
+ *   node dist/src/ingest/bench-writer-cli.js [--redis redis://127.0.0.1:6390] [--entities 2000] [--rounds 50] [--batch 67 --concurrency 8]
  */
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -18,8 +20,11 @@ const { values } = parseArgs({ options: {
   entities: { type: 'string', default: '2000' },
   rounds: { type: 'string', default: '50' },
   zoom: { type: 'string', default: '13' },
+  batch: { type: 'string' },
+  concurrency: { type: 'string', default: '1' },
 } });
 const N = Number(values.entities), ROUNDS = Number(values.rounds), Z = Number(values.zoom);
+const BATCH = Math.max(1, Number(values.batch ?? N)), CONC = Math.max(1, Number(values.concurrency));
 const redis = new Redis(values.redis!);
 const prefix = `wb${randomBytes(3).toString('hex')}:`;
 const keys = createKeys(prefix);
@@ -40,14 +45,18 @@ for (let r = 0; r < ROUNDS; r++) {
     p[0] += 1e-5;
     return { id: `v${i}`, lat: p[0], lon: p[1], ts: now + r, seq: r, speed: 10, status: 'available', tenant: 'bench', cell: cellOf(p[1], p[0], Z), rx: now };
   });
-  await writer.write(pings);
+  const writes: AcceptedPing[][] = [];
+  for (let i = 0; i < pings.length; i += BATCH) writes.push(pings.slice(i, i + BATCH));
+  await Promise.all(Array.from({ length: CONC }, async () => {
+    for (let w = writes.shift(); w; w = writes.shift()) await writer.write(w);
+  }));
 }
 const secs = (performance.now() - t0) / 1000;
 const c1 = await redisCpu();
 const u = process.cpuUsage(u0);
 const total = N * ROUNDS;
 process.stdout.write(JSON.stringify({
-  pings: total, batch: N, seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
+  pings: total, batch: Math.min(BATCH, N), concurrency: CONC, seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
   redisCpuMicrosPerPing: Number((((c1 - c0) * 1e6) / total).toFixed(1)), processCpuMicrosPerPing: Number(((u.user + u.system) / total).toFixed(1)),
 }) + '\n');
 const ks = await redis.keys(`${prefix}*`);

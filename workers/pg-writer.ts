@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import type { StagedPing } from './entry.js';
+import { isDataError } from './errors.js';
 
 export type PersistMode = 'window' | 'raw';
 
@@ -13,7 +14,12 @@ export interface WriteResult {
   positions: number;
   /** cell_stats rows inserted or updated. */
   cellStats: number;
-  /** Milliseconds per step, for logs and tuning. Window mode: copy, agg, new, lock, ledger (only when keys are checked one by one), update, positions, cells; raw mode: copy, raw, conflicts, cells. */
+  /**
+   * Milliseconds per step, for logs and tuning. Window mode: copy, agg, new, lock, ledger (only
+   * when keys are checked one by one), update, positions, cells; raw mode: fast (the direct COPY
+   * into positions), cells; or, when the batch cannot take the fast path or its COPY met an
+   * existing key: [fast (the attempt),] copy, raw, conflicts, cells.
+   */
   steps: Record<string, number>;
 }
 
@@ -23,6 +29,8 @@ export interface WriteResult {
  * conflict path. Window mode: gf_sub receives the COPY (one row per entity, window and cell,
  * the pings as parallel arrays), gf_agg its aggregates, gf_slow the ledgers of windows that
  * may already hold some of the batch's keys, gf_changed the window states this flush touched.
+ * Raw mode's fast path (every ping new): gf_cell, one row per cell window with the pings'
+ * speeds, lon and lat as arrays, and gf_cell_ent, its distinct entities.
  */
 const TEMP_TABLES = `
 CREATE TEMP TABLE IF NOT EXISTS gf_stage (
@@ -49,6 +57,11 @@ CREATE TEMP TABLE IF NOT EXISTS gf_agg (
   w_last_ts timestamptz, w_last_seq bigint, off integer[], seq bigint[]
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_slow (tenant text, entity_id text, win timestamptz, key_off integer[], key_seq bigint[]) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gf_cell (
+  tenant text, cell text, cz smallint, cx integer, cy integer, win timestamptz, n integer, sn integer, smax float8,
+  min_lon float8, min_lat float8, max_lon float8, max_lat float8, speed float8[], lon float8[], lat float8[]
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gf_cell_ent (tenant text, cell text, win timestamptz, entity_id text) ON COMMIT DELETE ROWS;
 CREATE INDEX IF NOT EXISTS gf_changed_key ON gf_changed (tenant, entity_id, win);
 CREATE INDEX IF NOT EXISTS gf_slow_key ON gf_slow (tenant, entity_id, win);`;
 
@@ -290,6 +303,19 @@ const SQL_WINDOW_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_a
          min(min_lon) AS min_lon, min(min_lat) AS min_lat, max(max_lon) AS max_lon, max(max_lat) AS max_lat
   FROM gf_agg GROUP BY tenant, cell, win`);
 
+/**
+ * Raw mode's fast path: from one row per cell window (gf_cell: counts, max and extent computed
+ * in JS; the sums here, from the pings' values as arrays, with the same `float8::numeric`
+ * conversion as SQL_CELLS, so exactly the same values and scales) and its distinct entities.
+ */
+const SQL_FAST_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_cell_ent', `
+  SELECT c.tenant, c.cell, c.cz, c.cx, c.cy, c.win, c.n, a.ssum, c.sn, c.smax::real AS smax, a.lonsum, a.latsum,
+         c.min_lon, c.min_lat, c.max_lon, c.max_lat
+  FROM gf_cell c CROSS JOIN LATERAL (
+    SELECT coalesce(sum(u.speed::numeric), 0) AS ssum, sum(u.lon::numeric) AS lonsum, sum(u.lat::numeric) AS latsum
+    FROM unnest(c.speed, c.lon, c.lat) u(speed, lon, lat)
+  ) a`);
+
 const esc = (s: string): string => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 const opt = (v: number | string | null): string => (v === null ? '\\N' : typeof v === 'string' ? esc(v) : String(v));
 
@@ -400,16 +426,156 @@ const EMPTY_RESULT = (steps: Record<string, number>): WriteResult => ({ fresh: 0
  * set-based INSERT … SELECT … ON CONFLICT. Rows depend only on the set of pings ever written
  * (see docs/persistence.md), never on how they were batched or retried.
  */
-export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPing[], mode: PersistMode): Promise<WriteResult> {
+export interface WriteOptions {
+  /** Raw mode: try the direct COPY into positions first (default true; false: tests compare both paths). */
+  rawFastPath?: boolean;
+}
+
+export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPing[], mode: PersistMode, o: WriteOptions = {}): Promise<WriteResult> {
   const steps: Record<string, number> = {};
   let t = performance.now();
   const lap = (name: string): void => { const now = performance.now(); steps[name] = Math.round(now - t); t = now; };
   if (pings.length === 0) return EMPTY_RESULT(steps);
   const unique = uniqueSorted(pings);
   await client.query(TEMP_TABLES);
-  return mode === 'raw' ? writeRaw(client, unique, steps, lap) : writeWindows(client, unique, steps, lap);
+  if (mode === 'window') return writeWindows(client, unique, steps, lap);
+  if ((o.rawFastPath ?? true) && fastPathFits(unique)) {
+    const res = await writeRawFast(client, unique, steps, lap);
+    if (res) return res;
+  }
+  return writeRaw(client, unique, steps, lap);
 }
 
+/** hex EWKB of ST_SetSRID(ST_MakePoint(lon, lat), 4326): little endian, type Point with the SRID flag, SRID 4326. */
+const EWKB_POINT_4326 = '0101000020e6100000';
+const ewkbXY = Buffer.alloc(16);
+/** float8 as the staged path reads it: float8in(String(x)) is x, but String(-0) is "0". */
+const f8 = (x: number): number => (x === 0 ? 0 : x);
+export function ewkbPoint(lon: number, lat: number): string {
+  ewkbXY.writeDoubleLE(f8(lon), 0);
+  ewkbXY.writeDoubleLE(f8(lat), 8);
+  return EWKB_POINT_4326 + ewkbXY.toString('hex');
+}
+
+/**
+ * A `real` column given as text: the float4 nearest to the double, printed so that float4in
+ * reads exactly it — what the staged path's float8 → real cast stores (no double rounding
+ * through the decimal text). realFits: a value that cast accepts and that is not subnormal;
+ * anything else keeps the batch on the staged path (and its errors).
+ */
+const real = (v: number | null): string => (v === null ? '\\N' : String(Math.fround(v)));
+const FLT_MIN = 1.1754943508222875e-38;
+const realFits = (v: number | null): boolean => {
+  if (v === null || v === 0) return true;
+  const f = Math.abs(Math.fround(v));
+  return f >= FLT_MIN && f !== Infinity;
+};
+
+const POSITION_COLUMNS = 'tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed';
+
+/** One COPY line of positions: exactly the row SQL_RAW_INSERT makes of the ping. */
+export function positionLine(p: StagedPing): string {
+  const speed = real(p.speed);
+  return `${p.tenant}\t${p.id}\t${isoMs(p.ts)}\t${p.seq === -1 ? '\\N' : p.seq}\t${ewkbPoint(p.lon, p.lat)}\t${speed}\t${real(p.heading)}\t${real(p.accuracy)}\t`
+    + `${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t1\t${speed}\n`;
+}
+
+/**
+ * The fast path can only succeed when no two pings of the batch share a row (same tenant,
+ * entity and ts: uniqueSorted puts them side by side) and every real value is accepted.
+ */
+function fastPathFits(unique: readonly StagedPing[]): boolean {
+  let prev: StagedPing | undefined;
+  for (const p of unique) {
+    if (prev && prev.ts === p.ts && prev.id === p.id && prev.tenant === p.tenant) return false;
+    if (!realFits(p.speed) || !realFits(p.heading) || !realFits(p.accuracy)) return false;
+    prev = p;
+  }
+  return true;
+}
+
+/** One cell window of a batch whose pings are all fresh: what SQL_CELLS aggregates, computed in JS. */
+export interface CellWindow {
+  tenant: string; cell: string; cz: number; cx: number; cy: number; win: number;
+  n: number; smax: number | null; minLon: number; minLat: number; maxLon: number; maxLat: number;
+  speed: number[]; lon: number[]; lat: number[]; entities: Set<string>;
+}
+
+export function cellWindows(unique: readonly StagedPing[]): CellWindow[] {
+  const m = new Map<string, CellWindow>();
+  for (const p of unique) {
+    const k = `${p.tenant}\u0000${p.cell}\u0000${p.win}`;
+    const lon = f8(p.lon), lat = f8(p.lat);
+    let c = m.get(k);
+    if (!c) {
+      c = { tenant: p.tenant, cell: p.cell, cz: p.cz, cx: p.cx, cy: p.cy, win: p.win, n: 0, smax: null,
+        minLon: lon, minLat: lat, maxLon: lon, maxLat: lat, speed: [], lon: [], lat: [], entities: new Set() };
+      m.set(k, c);
+    }
+    c.n++;
+    if (p.speed !== null) {
+      const s = f8(p.speed);
+      c.speed.push(s);
+      if (c.smax === null || s > c.smax) c.smax = s;
+    }
+    c.lon.push(lon);
+    c.lat.push(lat);
+    if (lon < c.minLon) c.minLon = lon;
+    if (lon > c.maxLon) c.maxLon = lon;
+    if (lat < c.minLat) c.minLat = lat;
+    if (lat > c.maxLat) c.maxLat = lat;
+    c.entities.add(p.id);
+  }
+  return [...m.values()];
+}
+
+const cellLine = (c: CellWindow): string =>
+  `${c.tenant}\t${c.cell}\t${c.cz}\t${c.cx}\t${c.cy}\t${isoMs(c.win)}\t${c.n}\t${c.speed.length}\t${c.smax ?? '\\N'}\t`
+  + `${c.minLon}\t${c.minLat}\t${c.maxLon}\t${c.maxLat}\t${arr(c.speed)}\t${arr(c.lon)}\t${arr(c.lat)}\n`;
+
+const cellEntityLines = (c: CellWindow): string => {
+  const head = `${c.tenant}\t${c.cell}\t${isoMs(c.win)}\t`;
+  let s = '';
+  for (const e of c.entities) s += `${head}${e}\n`;
+  return s;
+};
+
+/**
+ * Raw mode's fast path, for the usual batch where every ping is new: a COPY straight into
+ * positions of the rows SQL_RAW_INSERT would insert (the same operation as the bench's COPY
+ * ceiling), under a savepoint. Success means every ping got a row of its own: all are fresh,
+ * so the cell aggregates come from the batch itself (JS: counts, distinct entities, max,
+ * extent; SQL: the exact sums from per-cell-window arrays), with no per-ping staging row. A
+ * key that already has a row (a redelivery, a duplicate through two gateways or another
+ * worker's batch) fails the COPY (23505): back to the savepoint (none of its rows is left),
+ * RELEASE it — the staged path identifies its own rows by the top-level xid, so it must not
+ * run inside the subtransaction — and undefined: the caller takes the staged path. Any other
+ * data error also falls back, so the staged path decides the batch's fate as before.
+ */
+async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult | undefined> {
+  await client.query('SAVEPOINT gf_fast');
+  try {
+    await copyInto(client, `positions (${POSITION_COLUMNS})`, chunks(unique, positionLine));
+  } catch (err) {
+    if (!isDataError(err)) throw err;
+    await client.query('ROLLBACK TO SAVEPOINT gf_fast; RELEASE SAVEPOINT gf_fast');
+    lap('fast');
+    return undefined;
+  }
+  await client.query('RELEASE SAVEPOINT gf_fast');
+  lap('fast');
+  const cells = cellWindows(unique);
+  await copyInto(client, 'gf_cell', chunks(cells, cellLine, 200));
+  await copyInto(client, 'gf_cell_ent', chunks(cells, cellEntityLines, 200));
+  const cellStats = (await client.query(SQL_FAST_CELLS)).rowCount ?? 0;
+  lap('cells');
+  return { fresh: unique.length, positions: unique.length, cellStats, steps };
+}
+
+/**
+ * Raw mode's staged path: COPY into gf_stage, INSERT … ON CONFLICT DO NOTHING into positions,
+ * and for the pings without a row of their own, the ping_log ledger (docs/persistence.md).
+ */
 async function writeRaw(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult> {
   await copyInto(client, 'gf_stage', chunks(unique, copyLine));
   lap('copy');

@@ -59,7 +59,8 @@ CREATE TEMP TABLE IF NOT EXISTS gf_agg (
 CREATE TEMP TABLE IF NOT EXISTS gf_slow (tenant text, entity_id text, win timestamptz, key_off integer[], key_seq bigint[]) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_cell (
   tenant text, cell text, cz smallint, cx integer, cy integer, win timestamptz, n integer, sn integer, smax float8,
-  min_lon float8, min_lat float8, max_lon float8, max_lat float8, speed float8[], lon float8[], lat float8[]
+  min_lon float8, min_lat float8, max_lon float8, max_lat float8, ssum numeric, lonsum numeric, latsum numeric,
+  speed float8[], lon float8[], lat float8[]
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_cell_ent (tenant text, cell text, win timestamptz, entity_id text) ON COMMIT DELETE ROWS;
 CREATE INDEX IF NOT EXISTS gf_changed_key ON gf_changed (tenant, entity_id, win);
@@ -304,17 +305,18 @@ const SQL_WINDOW_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_a
   FROM gf_agg GROUP BY tenant, cell, win`);
 
 /**
- * Raw mode's fast path: from one row per cell window (gf_cell: counts, max and extent computed
- * in JS; the sums here, from the pings' values as arrays, with the same `float8::numeric`
- * conversion as SQL_CELLS, so exactly the same values and scales) and its distinct entities.
+ * Raw mode's fast path: from one row per cell window (gf_cell, computed in JS: counts, max,
+ * extent and the exact numeric sums — see DecimalSum) and its distinct entities. A cell window
+ * with a value whose `float8::numeric` JS does not reproduce (see numericParts) comes with the
+ * values as arrays instead, summed here as SQL_CELLS does.
  */
 const SQL_FAST_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_cell_ent', `
-  SELECT c.tenant, c.cell, c.cz, c.cx, c.cy, c.win, c.n, a.ssum, c.sn, c.smax::real AS smax, a.lonsum, a.latsum,
+  SELECT c.tenant, c.cell, c.cz, c.cx, c.cy, c.win, c.n,
+         coalesce(c.ssum, (SELECT coalesce(sum(x::numeric), 0) FROM unnest(c.speed) x)) AS ssum, c.sn, c.smax::real AS smax,
+         coalesce(c.lonsum, (SELECT sum(x::numeric) FROM unnest(c.lon) x)) AS lonsum,
+         coalesce(c.latsum, (SELECT sum(x::numeric) FROM unnest(c.lat) x)) AS latsum,
          c.min_lon, c.min_lat, c.max_lon, c.max_lat
-  FROM gf_cell c CROSS JOIN LATERAL (
-    SELECT coalesce(sum(u.speed::numeric), 0) AS ssum, sum(u.lon::numeric) AS lonsum, sum(u.lat::numeric) AS latsum
-    FROM unnest(c.speed, c.lon, c.lat) u(speed, lon, lat)
-  ) a`);
+  FROM gf_cell c`);
 
 const esc = (s: string): string => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 const opt = (v: number | string | null): string => (v === null ? '\\N' : typeof v === 'string' ? esc(v) : String(v));
@@ -494,29 +496,104 @@ function fastPathFits(unique: readonly StagedPing[]): boolean {
   return true;
 }
 
+/**
+ * A float8 as PostgreSQL's `float8::numeric` reads it — printf `%.15g`: 15 significant digits,
+ * ties to even, trailing zeros dropped — as [m, d]: the value m / 10^d, with d its scale
+ * (`numeric` keeps it: a sum's scale is the largest of its terms'). JS's shortest round-trip
+ * text is that decimal when it has at most 15 significant digits (it is then the 15-digit
+ * decimal nearest to the double: 15-digit steps are more than 4 ulps apart); with 16 or 17,
+ * toPrecision(15) rounds the exact binary value, as printf does, except on an exact tie
+ * (toPrecision rounds it up, printf to even): a 16-digit text ending in 5 that is the double
+ * exactly. That case, exponent forms (below 1e-6, above 1e21, or 15-digit rounding at or
+ * above 1e15) give undefined: the caller lets SQL convert those.
+ */
+export function numericParts(v: number): [number, number] | undefined {
+  let s = String(v);
+  if (s.includes('e')) return undefined;
+  let sig = 0, lead = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) continue; // sign, point
+    if (lead && c === 48) continue;
+    lead = false;
+    sig++;
+  }
+  if (sig > 15) {
+    if (sig === 16 && s.endsWith('5') && exactDecimal(s)) return undefined;
+    s = v.toPrecision(15);
+    if (s.includes('e')) return undefined;
+    if (s.includes('.')) s = s.replace(/\.?0+$/, '');
+  }
+  const neg = s.charCodeAt(0) === 45;
+  const body = neg ? s.slice(1) : s;
+  const dot = body.indexOf('.');
+  const m = Number(dot < 0 ? body : body.slice(0, dot) + body.slice(dot + 1));
+  return [neg ? -m : m, dot < 0 ? 0 : body.length - dot - 1];
+}
+
+/** Whether a decimal text (no exponent) can be a double exactly: its value N / 10^k is dyadic, i.e. 5^k divides N. */
+function exactDecimal(s: string): boolean {
+  const body = s.replace('-', '');
+  const dot = body.indexOf('.');
+  if (dot < 0) return true;
+  const k = body.length - dot - 1;
+  return BigInt(body.slice(0, dot) + body.slice(dot + 1)) % 5n ** BigInt(k) === 0n;
+}
+
+/**
+ * Exact sum of numericParts terms, as `numeric` text with the largest scale of its terms (what
+ * `sum(x::numeric)` prints). Per scale, the integer terms are split at 10^8 and both halves
+ * summed as doubles (exact below 2^53: about 10^7 terms); BigInt only at the end.
+ */
+export class DecimalSum {
+  private readonly hi: number[] = [];
+  private readonly lo: number[] = [];
+  add([m, d]: [number, number]): void {
+    while (this.hi.length <= d) { this.hi.push(0); this.lo.push(0); }
+    const h = Math.trunc(m / 1e8);
+    this.hi[d]! += h;
+    this.lo[d]! += m - h * 1e8;
+  }
+  /** undefined when nothing was added. */
+  text(): string | undefined {
+    const scale = this.hi.length - 1;
+    if (scale < 0) return undefined;
+    let total = 0n;
+    for (let d = 0; d <= scale; d++) total += (BigInt(this.hi[d]!) * 100_000_000n + BigInt(this.lo[d]!)) * 10n ** BigInt(scale - d);
+    const neg = total < 0n;
+    const digits = (neg ? -total : total).toString().padStart(scale + 1, '0');
+    const int = digits.slice(0, digits.length - scale);
+    return `${neg ? '-' : ''}${int}${scale > 0 ? `.${digits.slice(digits.length - scale)}` : ''}`;
+  }
+}
+
 /** One cell window of a batch whose pings are all fresh: what SQL_CELLS aggregates, computed in JS. */
 export interface CellWindow {
   tenant: string; cell: string; cz: number; cx: number; cy: number; win: number;
   n: number; smax: number | null; minLon: number; minLat: number; maxLon: number; maxLat: number;
   speed: number[]; lon: number[]; lat: number[]; entities: Set<string>;
+  /** Exact sums; undefined once a value is met that numericParts does not convert (then SQL sums the arrays). */
+  sums?: { speed: DecimalSum; lon: DecimalSum; lat: DecimalSum };
 }
 
-export function cellWindows(unique: readonly StagedPing[]): CellWindow[] {
-  const m = new Map<string, CellWindow>();
-  for (const p of unique) {
+/** Cell windows of a batch of fresh pings, built ping by ping (add) while the batch is copied into positions. */
+export class CellWindows {
+  private readonly m = new Map<string, CellWindow>();
+  add(p: StagedPing): void {
     const k = `${p.tenant}\u0000${p.cell}\u0000${p.win}`;
     const lon = f8(p.lon), lat = f8(p.lat);
-    let c = m.get(k);
+    let c = this.m.get(k);
     if (!c) {
       c = { tenant: p.tenant, cell: p.cell, cz: p.cz, cx: p.cx, cy: p.cy, win: p.win, n: 0, smax: null,
-        minLon: lon, minLat: lat, maxLon: lon, maxLat: lat, speed: [], lon: [], lat: [], entities: new Set() };
-      m.set(k, c);
+        minLon: lon, minLat: lat, maxLon: lon, maxLat: lat, speed: [], lon: [], lat: [], entities: new Set(),
+        sums: { speed: new DecimalSum(), lon: new DecimalSum(), lat: new DecimalSum() } };
+      this.m.set(k, c);
     }
     c.n++;
-    if (p.speed !== null) {
-      const s = f8(p.speed);
-      c.speed.push(s);
-      if (c.smax === null || s > c.smax) c.smax = s;
+    const speed = p.speed === null ? null : f8(p.speed);
+    if (speed !== null) {
+      c.speed.push(speed);
+      if (c.smax === null || speed > c.smax) c.smax = speed;
     }
     c.lon.push(lon);
     c.lat.push(lat);
@@ -525,13 +602,27 @@ export function cellWindows(unique: readonly StagedPing[]): CellWindow[] {
     if (lat < c.minLat) c.minLat = lat;
     if (lat > c.maxLat) c.maxLat = lat;
     c.entities.add(p.id);
+    if (c.sums) {
+      const sp = speed === null ? null : numericParts(speed), lo = numericParts(lon), la = numericParts(lat);
+      if (sp === undefined || lo === undefined || la === undefined) c.sums = undefined;
+      else {
+        if (sp !== null) c.sums.speed.add(sp);
+        c.sums.lon.add(lo);
+        c.sums.lat.add(la);
+      }
+    }
   }
-  return [...m.values()];
+  list(): CellWindow[] { return [...this.m.values()]; }
 }
 
-const cellLine = (c: CellWindow): string =>
-  `${c.tenant}\t${c.cell}\t${c.cz}\t${c.cx}\t${c.cy}\t${isoMs(c.win)}\t${c.n}\t${c.speed.length}\t${c.smax ?? '\\N'}\t`
-  + `${c.minLon}\t${c.minLat}\t${c.maxLon}\t${c.maxLat}\t${arr(c.speed)}\t${arr(c.lon)}\t${arr(c.lat)}\n`;
+/** gf_cell line: the exact sums when JS has them (arrays left NULL), else the arrays for SQL to sum. */
+const cellLine = (c: CellWindow): string => {
+  const head = `${c.tenant}\t${c.cell}\t${c.cz}\t${c.cx}\t${c.cy}\t${isoMs(c.win)}\t${c.n}\t${c.speed.length}\t${c.smax ?? '\\N'}\t`
+    + `${c.minLon}\t${c.minLat}\t${c.maxLon}\t${c.maxLat}\t`;
+  return c.sums
+    ? `${head}${c.sums.speed.text() ?? '0'}\t${c.sums.lon.text()}\t${c.sums.lat.text()}\t\\N\t\\N\t\\N\n`
+    : `${head}\\N\t\\N\t\\N\t${arr(c.speed)}\t${arr(c.lon)}\t${arr(c.lat)}\n`;
+};
 
 const cellEntityLines = (c: CellWindow): string => {
   const head = `${c.tenant}\t${c.cell}\t${isoMs(c.win)}\t`;
@@ -554,8 +645,10 @@ const cellEntityLines = (c: CellWindow): string => {
  */
 async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult | undefined> {
   await client.query('SAVEPOINT gf_fast');
+  // The cell windows are built while PostgreSQL takes the COPY (this process would wait anyway).
+  const cells = new CellWindows();
   try {
-    await copyInto(client, `positions (${POSITION_COLUMNS})`, chunks(unique, positionLine));
+    await copyInto(client, `positions (${POSITION_COLUMNS})`, chunks(unique, (p) => { cells.add(p); return positionLine(p); }));
   } catch (err) {
     if (!isDataError(err)) throw err;
     await client.query('ROLLBACK TO SAVEPOINT gf_fast; RELEASE SAVEPOINT gf_fast');
@@ -564,9 +657,9 @@ async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: 
   }
   await client.query('RELEASE SAVEPOINT gf_fast');
   lap('fast');
-  const cells = cellWindows(unique);
-  await copyInto(client, 'gf_cell', chunks(cells, cellLine, 200));
-  await copyInto(client, 'gf_cell_ent', chunks(cells, cellEntityLines, 200));
+  const list = cells.list();
+  await copyInto(client, 'gf_cell', chunks(list, cellLine, 200));
+  await copyInto(client, 'gf_cell_ent', chunks(list, cellEntityLines, 200));
   const cellStats = (await client.query(SQL_FAST_CELLS)).rowCount ?? 0;
   lap('cells');
   return { fresh: unique.length, positions: unique.length, cellStats, steps };

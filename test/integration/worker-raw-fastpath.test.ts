@@ -7,7 +7,7 @@ import { migrate } from '../../src/store/pg/migrate.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import type { AcceptedPing } from '../../src/protocol/ping.js';
 import { toStaged } from '../../workers/entry.js';
-import { writeBatch, type WriteResult } from '../../workers/pg-writer.js';
+import { writeBatch, numericParts, DecimalSum, type WriteResult } from '../../workers/pg-writer.js';
 import { WIN, expectedPositions, expectedCells, readPositions, readCells, assertRowsMatch } from './worker-model.js';
 
 /**
@@ -93,6 +93,8 @@ function fleet(prefix: string, entities: number, n: number, base: number): Accep
       const p: AcceptedPing = { tenant: e % 4 === 3 ? 'beta' : 'acme', id: `${prefix}-${e}`, ts: base + s * 700 + e, lat, lon, rx: base, cell: cellOf(lon, lat, 13) };
       if (s % 5 !== 0) p.seq = s;
       if (s % 4 !== 0) p.speed = s % 7 === 0 ? -0 : s % 6 === 0 ? 1 + 2 ** -24 : (s * 7.3 + e) % 31 + 0.1;
+      if (e === 1 && s === 3) p.speed = 1e-7; // float8::numeric left to SQL (exponent form): its cell window is summed there
+      if (e === 2 && s === 5) p.lon = 100.0001220703125; // an exact tie at 15 digits: likewise
       if (s % 3 === 0) p.heading = (s * 37) % 360 + 0.5;
       if (s % 2 === 0) p.accuracy = 3.3333333333;
       if (s % 3 === 1) p.status = s % 2 ? 'avail\table\\x' : 'busy';
@@ -189,4 +191,39 @@ test('a real the database refuses (float4 overflow) fails the same way on both p
     await assert.rejects(flush(fast, [bad], fastPath), (err: { code?: string }) => err.code === '22003');
   }
   assert.equal(Number((await fast.client.query('SELECT count(*) AS n FROM positions')).rows[0].n), 0);
+});
+
+test('numericParts and DecimalSum reproduce float8::numeric and sum(float8::numeric) exactly, scale included', async () => {
+  let seed = 7;
+  const rnd = (): number => { seed = (seed * 16807) % 2147483647; return seed / 2147483647; };
+  const values: number[] = [0, -0, 0.5, -0.5, 1, 7.4, 12, 123000, 1 + 2 ** -24, 1 + 2 ** -52, 9.9999999999999995, 0.1 + 0.2,
+    100.0001220703125, -100.0001220703125, 0.00001234, 0.000001, 1e-7, 1e15, 123456789012345, 1234567890123455, 1e20, 1e21, 2 ** 53];
+  for (let i = 0; i < 3000; i++) {
+    const mag = 10 ** Math.floor(rnd() * 22 - 7);
+    const v = (rnd() - 0.3) * mag;
+    values.push(v, Math.round(v * 1e6) / 1e6, Number(v.toPrecision(1 + Math.floor(rnd() * 17))));
+  }
+  // one by one: value and scale (numeric prints its scale)
+  const pgText = (await fast.client.query<{ t: string }>('SELECT x::numeric::text AS t FROM unnest($1::float8[]) WITH ORDINALITY u(x, i) ORDER BY i',
+    [values.map(String)])).rows.map((r) => r.t);
+  let converted = 0;
+  values.forEach((v, i) => {
+    const parts = numericParts(v);
+    if (!parts) return;
+    converted++;
+    const one = new DecimalSum();
+    one.add(parts);
+    assert.equal(one.text(), pgText[i], `float8::numeric of ${v}`);
+  });
+  assert.ok(converted > values.length * 0.8, `most values convert in JS (${converted} of ${values.length})`);
+  assert.equal(numericParts(100.0001220703125), undefined, 'an exact tie at 15 digits is left to SQL (printf rounds it to even)');
+  assert.equal(numericParts(1e-7), undefined);
+  // sums of many terms of mixed scales and signs
+  for (let k = 0; k < 20; k++) {
+    const terms = values.filter((v) => numericParts(v) && Math.abs(v) < 10 ** (3 + k) && rnd() < 0.5);
+    const sum = new DecimalSum();
+    for (const v of terms) sum.add(numericParts(v)!);
+    const want = (await fast.client.query<{ t: string | null }>('SELECT sum(x::numeric)::text AS t FROM unnest($1::float8[]) x', [terms.map(String)])).rows[0]!.t;
+    assert.equal(sum.text() ?? null, want, `sum of ${terms.length} terms`);
+  }
 });

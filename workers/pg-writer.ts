@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import type { StagedPing } from './entry.js';
+import { isDataError } from './errors.js';
 
 export type PersistMode = 'window' | 'raw';
 
@@ -13,7 +14,12 @@ export interface WriteResult {
   positions: number;
   /** cell_stats rows inserted or updated. */
   cellStats: number;
-  /** Milliseconds per step, for logs and tuning. Window mode: copy, agg, new, lock, ledger (only when keys are checked one by one), update, positions, cells; raw mode: copy, raw, conflicts, cells. */
+  /**
+   * Milliseconds per step, for logs and tuning. Window mode: copy, agg, new, lock, ledger (only
+   * when keys are checked one by one), update, positions, cells; raw mode: fast (the direct COPY
+   * into positions), cells; or, when the batch cannot take the fast path or its COPY met an
+   * existing key: [fast (the attempt),] copy, raw, conflicts, cells.
+   */
   steps: Record<string, number>;
 }
 
@@ -23,6 +29,8 @@ export interface WriteResult {
  * conflict path. Window mode: gf_sub receives the COPY (one row per entity, window and cell,
  * the pings as parallel arrays), gf_agg its aggregates, gf_slow the ledgers of windows that
  * may already hold some of the batch's keys, gf_changed the window states this flush touched.
+ * Raw mode's fast path (every ping new): gf_cell, one row per cell window with the pings'
+ * speeds, lon and lat as arrays, and gf_cell_ent, its distinct entities.
  */
 const TEMP_TABLES = `
 CREATE TEMP TABLE IF NOT EXISTS gf_stage (
@@ -49,6 +57,12 @@ CREATE TEMP TABLE IF NOT EXISTS gf_agg (
   w_last_ts timestamptz, w_last_seq bigint, off integer[], seq bigint[]
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gf_slow (tenant text, entity_id text, win timestamptz, key_off integer[], key_seq bigint[]) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gf_cell (
+  tenant text, cell text, cz smallint, cx integer, cy integer, win timestamptz, n integer, sn integer, smax float8,
+  min_lon float8, min_lat float8, max_lon float8, max_lat float8, ssum numeric, lonsum numeric, latsum numeric,
+  speed float8[], lon float8[], lat float8[]
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gf_cell_ent (tenant text, cell text, win timestamptz, entity_id text) ON COMMIT DELETE ROWS;
 CREATE INDEX IF NOT EXISTS gf_changed_key ON gf_changed (tenant, entity_id, win);
 CREATE INDEX IF NOT EXISTS gf_slow_key ON gf_slow (tenant, entity_id, win);`;
 
@@ -290,6 +304,20 @@ const SQL_WINDOW_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_a
          min(min_lon) AS min_lon, min(min_lat) AS min_lat, max(max_lon) AS max_lon, max(max_lat) AS max_lat
   FROM gf_agg GROUP BY tenant, cell, win`);
 
+/**
+ * Raw mode's fast path: from one row per cell window (gf_cell, computed in JS: counts, max,
+ * extent and the exact numeric sums — see DecimalSum) and its distinct entities. A cell window
+ * with a value whose `float8::numeric` JS does not reproduce (see numericParts) comes with the
+ * values as arrays instead, summed here as SQL_CELLS does.
+ */
+const SQL_FAST_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_cell_ent', `
+  SELECT c.tenant, c.cell, c.cz, c.cx, c.cy, c.win, c.n,
+         coalesce(c.ssum, (SELECT coalesce(sum(x::numeric), 0) FROM unnest(c.speed) x)) AS ssum, c.sn, c.smax::real AS smax,
+         coalesce(c.lonsum, (SELECT sum(x::numeric) FROM unnest(c.lon) x)) AS lonsum,
+         coalesce(c.latsum, (SELECT sum(x::numeric) FROM unnest(c.lat) x)) AS latsum,
+         c.min_lon, c.min_lat, c.max_lon, c.max_lat
+  FROM gf_cell c`);
+
 const esc = (s: string): string => s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 const opt = (v: number | string | null): string => (v === null ? '\\N' : typeof v === 'string' ? esc(v) : String(v));
 
@@ -400,16 +428,247 @@ const EMPTY_RESULT = (steps: Record<string, number>): WriteResult => ({ fresh: 0
  * set-based INSERT … SELECT … ON CONFLICT. Rows depend only on the set of pings ever written
  * (see docs/persistence.md), never on how they were batched or retried.
  */
-export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPing[], mode: PersistMode): Promise<WriteResult> {
+export interface WriteOptions {
+  /** Raw mode: try the direct COPY into positions first (default true; false: tests compare both paths). */
+  rawFastPath?: boolean;
+}
+
+export async function writeBatch(client: pg.PoolClient, pings: readonly StagedPing[], mode: PersistMode, o: WriteOptions = {}): Promise<WriteResult> {
   const steps: Record<string, number> = {};
   let t = performance.now();
   const lap = (name: string): void => { const now = performance.now(); steps[name] = Math.round(now - t); t = now; };
   if (pings.length === 0) return EMPTY_RESULT(steps);
   const unique = uniqueSorted(pings);
   await client.query(TEMP_TABLES);
-  return mode === 'raw' ? writeRaw(client, unique, steps, lap) : writeWindows(client, unique, steps, lap);
+  if (mode === 'window') return writeWindows(client, unique, steps, lap);
+  if ((o.rawFastPath ?? true) && fastPathFits(unique)) {
+    const res = await writeRawFast(client, unique, steps, lap);
+    if (res) return res;
+  }
+  return writeRaw(client, unique, steps, lap);
 }
 
+/** hex EWKB of ST_SetSRID(ST_MakePoint(lon, lat), 4326): little endian, type Point with the SRID flag, SRID 4326. */
+const EWKB_POINT_4326 = '0101000020e6100000';
+const ewkbXY = Buffer.alloc(16);
+/** float8 as the staged path reads it: float8in(String(x)) is x, but String(-0) is "0". */
+const f8 = (x: number): number => (x === 0 ? 0 : x);
+export function ewkbPoint(lon: number, lat: number): string {
+  ewkbXY.writeDoubleLE(f8(lon), 0);
+  ewkbXY.writeDoubleLE(f8(lat), 8);
+  return EWKB_POINT_4326 + ewkbXY.toString('hex');
+}
+
+/**
+ * A `real` column given as text: the float4 nearest to the double, printed so that float4in
+ * reads exactly it — what the staged path's float8 → real cast stores (no double rounding
+ * through the decimal text). realFits: a value that cast accepts and that is not subnormal;
+ * anything else keeps the batch on the staged path (and its errors).
+ */
+const real = (v: number | null): string => (v === null ? '\\N' : String(Math.fround(v)));
+const FLT_MIN = 1.1754943508222875e-38;
+const realFits = (v: number | null): boolean => {
+  if (v === null || v === 0) return true;
+  const f = Math.abs(Math.fround(v));
+  return f >= FLT_MIN && f !== Infinity;
+};
+
+const POSITION_COLUMNS = 'tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed';
+
+/** One COPY line of positions: exactly the row SQL_RAW_INSERT makes of the ping. */
+export function positionLine(p: StagedPing): string {
+  const speed = real(p.speed);
+  return `${p.tenant}\t${p.id}\t${isoMs(p.ts)}\t${p.seq === -1 ? '\\N' : p.seq}\t${ewkbPoint(p.lon, p.lat)}\t${speed}\t${real(p.heading)}\t${real(p.accuracy)}\t`
+    + `${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t1\t${speed}\n`;
+}
+
+/**
+ * The fast path can only succeed when no two pings of the batch share a row (same tenant,
+ * entity and ts: uniqueSorted puts them side by side) and every real value is accepted.
+ */
+function fastPathFits(unique: readonly StagedPing[]): boolean {
+  let prev: StagedPing | undefined;
+  for (const p of unique) {
+    if (prev && prev.ts === p.ts && prev.id === p.id && prev.tenant === p.tenant) return false;
+    if (!realFits(p.speed) || !realFits(p.heading) || !realFits(p.accuracy)) return false;
+    prev = p;
+  }
+  return true;
+}
+
+/**
+ * A float8 as PostgreSQL's `float8::numeric` reads it — printf `%.15g`: 15 significant digits,
+ * ties to even, trailing zeros dropped — as [m, d]: the value m / 10^d, with d its scale
+ * (`numeric` keeps it: a sum's scale is the largest of its terms'). JS's shortest round-trip
+ * text is that decimal when it has at most 15 significant digits (it is then the 15-digit
+ * decimal nearest to the double: 15-digit steps are more than 4 ulps apart); with 16 or 17,
+ * toPrecision(15) rounds the exact binary value, as printf does, except on an exact tie
+ * (toPrecision rounds it up, printf to even): a 16-digit text ending in 5 that is the double
+ * exactly. That case, exponent forms (below 1e-6, above 1e21, or 15-digit rounding at or
+ * above 1e15) give undefined: the caller lets SQL convert those.
+ */
+export function numericParts(v: number): [number, number] | undefined {
+  let s = String(v);
+  if (s.includes('e')) return undefined;
+  let sig = 0, lead = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) continue; // sign, point
+    if (lead && c === 48) continue;
+    lead = false;
+    sig++;
+  }
+  if (sig > 15) {
+    if (sig === 16 && s.endsWith('5') && exactDecimal(s)) return undefined;
+    s = v.toPrecision(15);
+    if (s.includes('e')) return undefined;
+    if (s.includes('.')) s = s.replace(/\.?0+$/, '');
+  }
+  const neg = s.charCodeAt(0) === 45;
+  const body = neg ? s.slice(1) : s;
+  const dot = body.indexOf('.');
+  const m = Number(dot < 0 ? body : body.slice(0, dot) + body.slice(dot + 1));
+  return [neg ? -m : m, dot < 0 ? 0 : body.length - dot - 1];
+}
+
+/** Whether a decimal text (no exponent) can be a double exactly: its value N / 10^k is dyadic, i.e. 5^k divides N. */
+function exactDecimal(s: string): boolean {
+  const body = s.replace('-', '');
+  const dot = body.indexOf('.');
+  if (dot < 0) return true;
+  const k = body.length - dot - 1;
+  return BigInt(body.slice(0, dot) + body.slice(dot + 1)) % 5n ** BigInt(k) === 0n;
+}
+
+/**
+ * Exact sum of numericParts terms, as `numeric` text with the largest scale of its terms (what
+ * `sum(x::numeric)` prints). Per scale, the integer terms are split at 10^8 and both halves
+ * summed as doubles (exact below 2^53: about 10^7 terms); BigInt only at the end.
+ */
+export class DecimalSum {
+  private readonly hi: number[] = [];
+  private readonly lo: number[] = [];
+  add([m, d]: [number, number]): void {
+    while (this.hi.length <= d) { this.hi.push(0); this.lo.push(0); }
+    const h = Math.trunc(m / 1e8);
+    this.hi[d]! += h;
+    this.lo[d]! += m - h * 1e8;
+  }
+  /** undefined when nothing was added. */
+  text(): string | undefined {
+    const scale = this.hi.length - 1;
+    if (scale < 0) return undefined;
+    let total = 0n;
+    for (let d = 0; d <= scale; d++) total += (BigInt(this.hi[d]!) * 100_000_000n + BigInt(this.lo[d]!)) * 10n ** BigInt(scale - d);
+    const neg = total < 0n;
+    const digits = (neg ? -total : total).toString().padStart(scale + 1, '0');
+    const int = digits.slice(0, digits.length - scale);
+    return `${neg ? '-' : ''}${int}${scale > 0 ? `.${digits.slice(digits.length - scale)}` : ''}`;
+  }
+}
+
+/** One cell window of a batch whose pings are all fresh: what SQL_CELLS aggregates, computed in JS. */
+export interface CellWindow {
+  tenant: string; cell: string; cz: number; cx: number; cy: number; win: number;
+  n: number; smax: number | null; minLon: number; minLat: number; maxLon: number; maxLat: number;
+  speed: number[]; lon: number[]; lat: number[]; entities: Set<string>;
+  /** Exact sums; undefined once a value is met that numericParts does not convert (then SQL sums the arrays). */
+  sums?: { speed: DecimalSum; lon: DecimalSum; lat: DecimalSum };
+}
+
+/** Cell windows of a batch of fresh pings, built ping by ping (add) while the batch is copied into positions. */
+export class CellWindows {
+  private readonly m = new Map<string, CellWindow>();
+  add(p: StagedPing): void {
+    const k = `${p.tenant}\u0000${p.cell}\u0000${p.win}`;
+    const lon = f8(p.lon), lat = f8(p.lat);
+    let c = this.m.get(k);
+    if (!c) {
+      c = { tenant: p.tenant, cell: p.cell, cz: p.cz, cx: p.cx, cy: p.cy, win: p.win, n: 0, smax: null,
+        minLon: lon, minLat: lat, maxLon: lon, maxLat: lat, speed: [], lon: [], lat: [], entities: new Set(),
+        sums: { speed: new DecimalSum(), lon: new DecimalSum(), lat: new DecimalSum() } };
+      this.m.set(k, c);
+    }
+    c.n++;
+    const speed = p.speed === null ? null : f8(p.speed);
+    if (speed !== null) {
+      c.speed.push(speed);
+      if (c.smax === null || speed > c.smax) c.smax = speed;
+    }
+    c.lon.push(lon);
+    c.lat.push(lat);
+    if (lon < c.minLon) c.minLon = lon;
+    if (lon > c.maxLon) c.maxLon = lon;
+    if (lat < c.minLat) c.minLat = lat;
+    if (lat > c.maxLat) c.maxLat = lat;
+    c.entities.add(p.id);
+    if (c.sums) {
+      const sp = speed === null ? null : numericParts(speed), lo = numericParts(lon), la = numericParts(lat);
+      if (sp === undefined || lo === undefined || la === undefined) c.sums = undefined;
+      else {
+        if (sp !== null) c.sums.speed.add(sp);
+        c.sums.lon.add(lo);
+        c.sums.lat.add(la);
+      }
+    }
+  }
+  list(): CellWindow[] { return [...this.m.values()]; }
+}
+
+/** gf_cell line: the exact sums when JS has them (arrays left NULL), else the arrays for SQL to sum. */
+const cellLine = (c: CellWindow): string => {
+  const head = `${c.tenant}\t${c.cell}\t${c.cz}\t${c.cx}\t${c.cy}\t${isoMs(c.win)}\t${c.n}\t${c.speed.length}\t${c.smax ?? '\\N'}\t`
+    + `${c.minLon}\t${c.minLat}\t${c.maxLon}\t${c.maxLat}\t`;
+  return c.sums
+    ? `${head}${c.sums.speed.text() ?? '0'}\t${c.sums.lon.text()}\t${c.sums.lat.text()}\t\\N\t\\N\t\\N\n`
+    : `${head}\\N\t\\N\t\\N\t${arr(c.speed)}\t${arr(c.lon)}\t${arr(c.lat)}\n`;
+};
+
+const cellEntityLines = (c: CellWindow): string => {
+  const head = `${c.tenant}\t${c.cell}\t${isoMs(c.win)}\t`;
+  let s = '';
+  for (const e of c.entities) s += `${head}${e}\n`;
+  return s;
+};
+
+/**
+ * Raw mode's fast path, for the usual batch where every ping is new: a COPY straight into
+ * positions of the rows SQL_RAW_INSERT would insert (the same operation as the bench's COPY
+ * ceiling), under a savepoint. Success means every ping got a row of its own: all are fresh,
+ * so the cell aggregates come from the batch itself (JS: counts, distinct entities, max,
+ * extent; SQL: the exact sums from per-cell-window arrays), with no per-ping staging row. A
+ * key that already has a row (a redelivery, a duplicate through two gateways or another
+ * worker's batch) fails the COPY (23505): back to the savepoint (none of its rows is left),
+ * RELEASE it — the staged path identifies its own rows by the top-level xid, so it must not
+ * run inside the subtransaction — and undefined: the caller takes the staged path. Any other
+ * data error also falls back, so the staged path decides the batch's fate as before.
+ */
+async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult | undefined> {
+  await client.query('SAVEPOINT gf_fast');
+  // The cell windows are built while PostgreSQL takes the COPY (this process would wait anyway).
+  const cells = new CellWindows();
+  try {
+    await copyInto(client, `positions (${POSITION_COLUMNS})`, chunks(unique, (p) => { cells.add(p); return positionLine(p); }));
+  } catch (err) {
+    if (!isDataError(err)) throw err;
+    await client.query('ROLLBACK TO SAVEPOINT gf_fast; RELEASE SAVEPOINT gf_fast');
+    lap('fast');
+    return undefined;
+  }
+  await client.query('RELEASE SAVEPOINT gf_fast');
+  lap('fast');
+  const list = cells.list();
+  await copyInto(client, 'gf_cell', chunks(list, cellLine, 200));
+  await copyInto(client, 'gf_cell_ent', chunks(list, cellEntityLines, 200));
+  const cellStats = (await client.query(SQL_FAST_CELLS)).rowCount ?? 0;
+  lap('cells');
+  return { fresh: unique.length, positions: unique.length, cellStats, steps };
+}
+
+/**
+ * Raw mode's staged path: COPY into gf_stage, INSERT … ON CONFLICT DO NOTHING into positions,
+ * and for the pings without a row of their own, the ping_log ledger (docs/persistence.md).
+ */
 async function writeRaw(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult> {
   await copyInto(client, 'gf_stage', chunks(unique, copyLine));
   lap('copy');

@@ -16,8 +16,10 @@ export PORT="${PORT:-8080}"
 mkdir -p .data/logs
 
 pids=()
+stopping=0
 cleanup() {
   trap - INT TERM EXIT
+  stopping=1
   echo "[start] stopping…" >&2
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -53,4 +55,5 @@ cat >&2 <<MSG
 MSG
 if [ -n "${START_EXIT_AFTER:-}" ]; then sleep "$START_EXIT_AFTER"; exit 0; fi
 wait -n "${pids[@]}" || true
-echo "[start] a process exited; see .data/logs" >&2
+# Ctrl-C lands here too (after cleanup): only a process that died by itself is worth a word.
+[ "$stopping" = 1 ] || echo "[start] a process exited; see .data/logs" >&2

@@ -17,6 +17,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK_DIR="${STACK_DIR:-$ROOT/.data/stack}"
+# Absolute: redis-server changes into --dir before it opens --logfile, and pg_ctl runs as postgres.
+mkdir -p "$STACK_DIR" && STACK_DIR="$(cd "$STACK_DIR" && pwd)"
 REDIS_PORT="${STACK_REDIS_PORT:-6390}"
 PG_PORT="${STACK_PG_PORT:-5440}"
 DB="${STACK_DB:-geoflux}"
@@ -84,19 +86,30 @@ ensure_packages() {
 }
 
 # ---------------------------------------------------------------- redis
+# PONG, not just an answer: while Redis loads its AOF after a restart it answers every command
+# (PING included) with a LOADING error, and redis-cli still exits 0.
+redis_ready() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+redis_wait_ready() {
+  # A large AOF (up to the 1 GB rewrite threshold) takes a while to load: up to 120 s while it
+  # answers LOADING, 10 s without any answer.
+  local silent=0
+  for _ in $(seq 1 1200); do
+    redis_ready && { say "$1"; return; }
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then silent=0; else silent=$((silent + 1)); fi
+    [ "$silent" -ge 100 ] && break
+    sleep 0.1
+  done
+  die "redis did not become ready; see $STACK_DIR/redis/redis.log"
+}
 redis_up() {
   [ -n "$EXTERNAL_REDIS" ] && { redis_wait_external; return; }
   mkdir -p "$STACK_DIR/redis"
-  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then say "redis already running on :$REDIS_PORT"; return; fi
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then redis_wait_ready "redis already running on :$REDIS_PORT"; return; fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STACK_DIR/redis" \
     --appendonly yes --appendfsync everysec --save '' --auto-aof-rewrite-min-size 1gb \
     --daemonize yes --pidfile "$STACK_DIR/redis/redis.pid" --logfile "$STACK_DIR/redis/redis.log" \
-    --maxclients 50000 >/dev/null
-  for _ in $(seq 1 100); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && { say "redis up on 127.0.0.1:$REDIS_PORT (AOF on)"; return; }
-    sleep 0.1
-  done
-  die "redis did not start; see $STACK_DIR/redis/redis.log"
+    --maxclients 50000 >/dev/null || true # e.g. the port still held by a Redis shutting down: the wait below decides
+  redis_wait_ready "redis up on 127.0.0.1:$REDIS_PORT (AOF on)"
 }
 
 redis_wait_external() {

@@ -10,7 +10,8 @@ import { writeWindows } from './pg/window-writer.js';
 import { fastPathFits, writeRaw, writeRawFast } from './pg/raw-writer.js';
 
 export type { PersistMode, WriteResult } from './pg/write-result.js';
-export { copyLine, uniqueSorted } from './pg/shared.js';
+export { uniqueSorted } from './pg/shared.js';
+export { copyLine } from './pg/raw-writer.js';
 export { windowGroups, windowLines } from './pg/window-writer.js';
 export { numericParts, DecimalSum } from './pg/decimal-sum.js';
 

@@ -24,7 +24,6 @@ export function isoMs(ms: number): string {
   return `${head}${f < 10 ? '00' : f < 100 ? '0' : ''}${f}Z`;
 }
 
-
 export function* chunks<T>(items: readonly T[], line: (x: T) => string, size = 2000): Generator<string> {
   for (let i = 0; i < items.length; i += size) {
     let s = '';
@@ -32,7 +31,6 @@ export function* chunks<T>(items: readonly T[], line: (x: T) => string, size = 2
     yield s;
   }
 }
-
 
 export const arr = (xs: (number | null)[]): string => `{${xs.map((x) => (x === null ? 'NULL' : String(x))).join(',')}}`;
 export const copyInto = (client: pg.PoolClient, table: string, lines: Iterable<string>): Promise<void> =>

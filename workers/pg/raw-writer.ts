@@ -5,7 +5,7 @@ import { isDataError } from '../errors.js';
 import type { Lap, WriteResult } from './write-result.js';
 import { arr, chunks, copyInto, f8, isoMs, opt, real, realFits } from './copy-text.js';
 import { numericParts, DecimalSum } from './decimal-sum.js';
-import { ALL_JOINS, EMPTY_RESULT, PK_JOINS_ONLY, cellsSql, copyLine } from './shared.js';
+import { ALL_JOINS, EMPTY_RESULT, PK_JOINS_ONLY, cellsSql } from './shared.js';
 
 /**
  * Raw mode: one row per (tenant, entity, ts). Pings sharing a ts (different seq) share the
@@ -113,7 +113,6 @@ export function ewkbPoint(lon: number, lat: number): string {
   return EWKB_POINT_4326 + ewkbXY.toString('hex');
 }
 
-
 const POSITION_COLUMNS = 'tenant, entity_id, ts, seq, geom, speed, heading, accuracy, kind, status, cell, ping_count, mean_speed';
 
 /** One COPY line of positions: exactly the row SQL_RAW_INSERT makes of the ping. */
@@ -136,7 +135,6 @@ export function fastPathFits(unique: readonly StagedPing[]): boolean {
   }
   return true;
 }
-
 
 /** One cell window of a batch whose pings are all fresh: what SQL_CELLS aggregates, computed in JS. */
 export interface CellWindow {
@@ -206,15 +204,16 @@ const cellEntityLines = (c: CellWindow): string => {
  * Raw mode's fast path, for the usual batch where every ping is new: a COPY straight into
  * positions of the rows SQL_RAW_INSERT would insert (the same operation as the bench's COPY
  * ceiling), under a savepoint. Success means every ping got a row of its own: all are fresh,
- * so the cell aggregates come from the batch itself (JS: counts, distinct entities, max,
- * extent; SQL: the exact sums from per-cell-window arrays), with no per-ping staging row. A
+ * so the cell aggregates come from the batch itself (CellWindows: counts, distinct entities,
+ * max, extent and the exact sums; SQL sums only a cell window JS cannot), with no per-ping
+ * staging row. A
  * key that already has a row (a redelivery, a duplicate through two gateways or another
  * worker's batch) fails the COPY (23505): back to the savepoint (none of its rows is left),
  * RELEASE it — the staged path identifies its own rows by the top-level xid, so it must not
  * run inside the subtransaction — and undefined: the caller takes the staged path. Any other
  * data error also falls back, so the staged path decides the batch's fate as before.
  */
-export async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult | undefined> {
+export async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: Lap): Promise<WriteResult | undefined> {
   await client.query('SAVEPOINT gf_fast');
   // The cell windows are built while PostgreSQL takes the COPY (this process would wait anyway).
   const cells = new CellWindows();
@@ -236,11 +235,16 @@ export async function writeRawFast(client: pg.PoolClient, unique: StagedPing[], 
   return { fresh: unique.length, positions: unique.length, cellStats, steps };
 }
 
+/** One COPY text-format line per ping: gf_stage, the staged path's table. */
+export function copyLine(p: StagedPing): string {
+  return `${p.tenant}\t${p.id}\t${isoMs(p.ts)}\t${p.seq}\t${p.lon}\t${p.lat}\t${opt(p.speed)}\t${opt(p.heading)}\t${opt(p.accuracy)}\t${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t${p.cz}\t${p.cx}\t${p.cy}\t${isoMs(p.win)}\n`;
+}
+
 /**
  * Raw mode's staged path: COPY into gf_stage, INSERT … ON CONFLICT DO NOTHING into positions,
  * and for the pings without a row of their own, the ping_log ledger (docs/persistence.md).
  */
-export async function writeRaw(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult> {
+export async function writeRaw(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: Lap): Promise<WriteResult> {
   await copyInto(client, 'gf_stage', chunks(unique, copyLine));
   lap('copy');
   // positions is the ledger (see SQL_RAW_INSERT): no per-ping ping_log row in the usual case.

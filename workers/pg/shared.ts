@@ -1,7 +1,6 @@
 /** Pieces both modes' writers use: temp tables, the key order, join settings, cell aggregates. */
 import type { StagedPing } from '../entry.js';
 import type { WriteResult } from './write-result.js';
-import { isoMs, opt } from './copy-text.js';
 
 /**
  * Session temp tables (one set per pooled connection, emptied at every commit). Raw mode:
@@ -9,8 +8,9 @@ import { isoMs, opt } from './copy-text.js';
  * conflict path. Window mode: gf_sub receives the COPY (one row per entity, window and cell,
  * the pings as parallel arrays), gf_agg its aggregates, gf_slow the ledgers of windows that
  * may already hold some of the batch's keys, gf_changed the window states this flush touched.
- * Raw mode's fast path (every ping new): gf_cell, one row per cell window with the pings'
- * speeds, lon and lat as arrays, and gf_cell_ent, its distinct entities.
+ * Raw mode's fast path (every ping new): gf_cell, one row per cell window with its exact sums
+ * (or, when JS cannot compute them, the pings' speeds, lon and lat as arrays), and
+ * gf_cell_ent, its distinct entities.
  */
 export const TEMP_TABLES = `
 CREATE TEMP TABLE IF NOT EXISTS gf_stage (
@@ -104,12 +104,6 @@ export function uniqueSorted(pings: readonly StagedPing[]): StagedPing[] {
     }
   }
   return out;
-}
-
-
-/** One COPY text-format line per ping. */
-export function copyLine(p: StagedPing): string {
-  return `${p.tenant}\t${p.id}\t${isoMs(p.ts)}\t${p.seq}\t${p.lon}\t${p.lat}\t${opt(p.speed)}\t${opt(p.heading)}\t${opt(p.accuracy)}\t${opt(p.kind)}\t${opt(p.status)}\t${p.cell}\t${p.cz}\t${p.cx}\t${p.cy}\t${isoMs(p.win)}\n`;
 }
 
 export const EMPTY_RESULT = (steps: Record<string, number>): WriteResult => ({ fresh: 0, positions: 0, cellStats: 0, steps });

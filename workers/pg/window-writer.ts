@@ -173,7 +173,7 @@ export function windowLines(g: WindowGroup, keep?: (p: StagedPing) => boolean): 
  * inserted whole; existing ones are locked (sorted), and only when the batch reaches below a
  * window's greatest counted key are its keys checked one by one (in JS, against the ledger).
  */
-export async function writeWindows(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: (name: string) => void): Promise<WriteResult> {
+export async function writeWindows(client: pg.PoolClient, unique: StagedPing[], steps: Record<string, number>, lap: Lap): Promise<WriteResult> {
   const groups = windowGroups(unique);
   await copyInto(client, 'gf_sub', chunks(groups, (g) => windowLines(g)));
   lap('copy');

@@ -86,16 +86,15 @@ ensure_packages() {
 }
 
 # ---------------------------------------------------------------- redis
-# PONG, not just an answer: while Redis loads its AOF after a restart it answers every command
-# (PING included) with a LOADING error, and redis-cli still exits 0.
-redis_ready() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+# Ready = PONG, not just an answer: while Redis loads its AOF after a restart it answers every
+# command (PING included) with a LOADING error, and redis-cli still exits 0. A large AOF (up to
+# the 1 GB rewrite threshold) takes a while: up to 120 s while it answers, 10 s without answer.
 redis_wait_ready() {
-  # A large AOF (up to the 1 GB rewrite threshold) takes a while to load: up to 120 s while it
-  # answers LOADING, 10 s without any answer.
-  local silent=0
+  local silent=0 reply
   for _ in $(seq 1 1200); do
-    redis_ready && { say "$1"; return; }
-    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then silent=0; else silent=$((silent + 1)); fi
+    reply="$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)"
+    [ "$reply" = PONG ] && { say "$1"; return; }
+    if [ -n "$reply" ]; then silent=0; else silent=$((silent + 1)); fi
     [ "$silent" -ge 100 ] && break
     sleep 0.1
   done

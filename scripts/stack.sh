@@ -25,7 +25,8 @@ DB="${STACK_DB:-geoflux}"
 EXTERNAL_REDIS="${REDIS_URL:-}"
 EXTERNAL_PG="${DATABASE_URL:-}"
 
-say() { printf '[stack] %s\n' "$*" >&2; }
+# Output is informational: a closed stderr (start.sh ignores SIGPIPE) must not stop a shutdown halfway.
+say() { printf '[stack] %s\n' "$*" >&2 || true; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 redis_url() { echo "${EXTERNAL_REDIS:-redis://127.0.0.1:$REDIS_PORT}"; }

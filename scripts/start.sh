@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The main job: the whole local system on the embedded default.
 #   stack (Redis + PostGIS, installed with apt when missing) + gateway + worker + simulator.
-# Ctrl-C stops everything cleanly. Settings: PORT (8080), SIM_VEHICLES (200), and every
+# Ctrl-C (or SIGTERM, or a hangup) stops everything cleanly. Settings: PORT (8080), SIM_VEHICLES (200), and every
 # variable of the README's configuration table.
 set -euo pipefail
+# A closed terminal or output pipe must not kill this script before it stops what it started:
+# with SIGPIPE ignored a write to it fails instead (and is let pass), and hangup cleans up.
+trap '' PIPE
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/ensure-deps.sh
@@ -18,15 +21,15 @@ mkdir -p .data/logs
 pids=()
 stopping=0
 cleanup() {
-  trap - INT TERM EXIT
+  trap - INT TERM HUP EXIT
   stopping=1
-  echo "[start] stopping…" >&2
+  echo "[start] stopping…" >&2 || true
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   # With the exported URLs, stack.sh would take our own local services for external ones and keep them.
   if [ "${KEEP_STACK:-0}" != 1 ]; then REDIS_URL="$GIVEN_REDIS_URL" DATABASE_URL="$GIVEN_DATABASE_URL" bash scripts/stack.sh down; fi
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 node dist/src/main.js > .data/logs/gateway.log 2>&1 & pids+=($!)
 node dist/workers/main.js > .data/logs/worker.log 2>&1 & pids+=($!)
@@ -41,7 +44,7 @@ if [ -f dist/src/sim/cli.js ]; then
   node dist/src/sim/cli.js --url "ws://127.0.0.1:$PORT" --vehicles "${SIM_VEHICLES:-200}" > .data/logs/simulator.log 2>&1 & pids+=($!)
 fi
 
-cat >&2 <<MSG
+cat >&2 <<MSG || true
 
   geoflux is running
     live map      http://127.0.0.1:$PORT/
@@ -56,4 +59,4 @@ MSG
 if [ -n "${START_EXIT_AFTER:-}" ]; then sleep "$START_EXIT_AFTER"; exit 0; fi
 wait -n "${pids[@]}" || true
 # Ctrl-C lands here too (after cleanup): only a process that died by itself is worth a word.
-[ "$stopping" = 1 ] || echo "[start] a process exited; see .data/logs" >&2
+[ "$stopping" = 1 ] || echo "[start] a process exited; see .data/logs" >&2 || true

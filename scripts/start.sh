@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: the whole local system on the embedded default.
 #   stack (Redis + PostGIS, installed with apt when missing) + gateway + worker + simulator.
-# Ctrl-C (or SIGTERM, or a hangup) stops everything cleanly. Settings: PORT (8080), SIM_VEHICLES (200), and every
-# variable of the README's configuration table.
+# Ctrl-C (or SIGTERM, or a hangup) stops everything cleanly; a second one stops it at once.
+# Settings: PORT (8080), SIM_VEHICLES (200), and every variable of the README's configuration table.
 set -euo pipefail
 # A closed terminal or output pipe must not kill this script before it stops what it started:
 # with SIGPIPE ignored a write to it fails instead (and is let pass), and hangup cleans up.
@@ -21,7 +21,9 @@ mkdir -p .data/logs
 pids=()
 stopping=0
 cleanup() {
-  trap - INT TERM HUP EXIT
+  # Once stopping, another Ctrl-C (or TERM, HUP) makes the children exit at once: for each it is a second signal.
+  trap 'for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done' INT TERM HUP
+  trap - EXIT
   stopping=1
   echo "[start] stopping…" >&2 || true
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -31,8 +33,11 @@ cleanup() {
 }
 trap cleanup INT TERM HUP EXIT
 
-node dist/src/main.js > .data/logs/gateway.log 2>&1 & pids+=($!)
-node dist/workers/main.js > .data/logs/worker.log 2>&1 & pids+=($!)
+# Each child in its own session (setsid): a terminal's Ctrl-C or hangup reaches this script
+# alone, which stops every child with one SIGTERM. Sent to them too, the group's SIGINT and then
+# our SIGTERM made a second signal, and a second signal exits at once, skipping the graceful stop.
+setsid node dist/src/main.js > .data/logs/gateway.log 2>&1 & pids+=($!)
+setsid node dist/workers/main.js > .data/logs/worker.log 2>&1 & pids+=($!)
 
 for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
@@ -41,7 +46,7 @@ done
 curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "[start] gateway did not become ready; see .data/logs/gateway.log" >&2; tail -20 .data/logs/gateway.log >&2; exit 1; }
 
 if [ -f dist/src/sim/cli.js ]; then
-  node dist/src/sim/cli.js --url "ws://127.0.0.1:$PORT" --vehicles "${SIM_VEHICLES:-200}" > .data/logs/simulator.log 2>&1 & pids+=($!)
+  setsid node dist/src/sim/cli.js --url "ws://127.0.0.1:$PORT" --vehicles "${SIM_VEHICLES:-200}" > .data/logs/simulator.log 2>&1 & pids+=($!)
 fi
 
 cat >&2 <<MSG || true

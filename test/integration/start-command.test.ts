@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import { createTestDatabase, randomKeyPrefix, testServices } from '../helpers/services.js';
 import { freePort } from '../helpers/ports.js';
@@ -23,7 +25,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 interface Started { child: ChildProcess; port: number; output(): string; exited: Promise<unknown>; started: number[] }
 
 /** Runs `cmd` (npm start or start.sh) until its banner, then hands it to `stop` and checks nothing it started is left. */
-async function startThenStop(cmd: string, args: string[], stop: (s: Started) => void | Promise<void>): Promise<string> {
+async function startThenStop(cmd: string, args: string[], stop: (s: Started) => void | Promise<void>, o: { detached?: boolean } = {}): Promise<string> {
   const { redisUrl } = testServices();
   const db = await createTestDatabase();
   const port = await freePort();
@@ -31,6 +33,7 @@ async function startThenStop(cmd: string, args: string[], stop: (s: Started) => 
     cwd: projectRoot(),
     env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: randomKeyPrefix(), SIM_VEHICLES: '5', WORKER_METRICS_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: o.detached ?? false,
   });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
@@ -77,4 +80,21 @@ test('start.sh: after its output is closed, a hangup still stops everything it s
     await sleep(300);
     child.kill('SIGHUP');
   });
+});
+
+// Ctrl-C in a terminal signals the whole foreground process group. The children must get one
+// signal (start.sh's SIGTERM), not the group's SIGINT and then that SIGTERM: a second signal
+// makes a process exit at once and skip its graceful stop.
+test('start.sh: Ctrl-C (SIGINT to its process group) stops every child gracefully, once', { timeout: 240_000 }, async () => {
+  const logOf = (name: string): string => readFileSync(join(projectRoot(), '.data', 'logs', `${name}.log`), 'utf8');
+  await startThenStop('bash', ['scripts/start.sh'], async ({ child }) => {
+    // The simulator starts after the banner: let it install its signal handlers first.
+    for (let i = 0; i < 100 && !logOf('simulator').includes('simulator running'); i++) await sleep(200);
+    process.kill(-child.pid!, 'SIGINT');
+  }, { detached: true });
+  for (const name of ['gateway', 'worker', 'simulator']) {
+    const log = logOf(name);
+    assert.doesNotMatch(log, /second signal/, `${name} exited at once instead of stopping gracefully`);
+    assert.match(log, /"msg":"stopped"/, `${name} logged its graceful stop`);
+  }
 });

@@ -13,7 +13,7 @@
  * two cores as the gateway and Redis; this tells how much of the machine that takes.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { parseArgs } from 'node:util';
+import { parseCliArgs } from '../src/lifecycle/cli-args.js';
 import { Packr } from 'msgpackr';
 import { DriverClient } from '../src/clients/driver-client.js';
 import { Vehicle } from './lib/drivers.js';
@@ -21,6 +21,13 @@ import { Latency } from './lib/hist.js';
 import { startNodeChild } from './lib/stack.js';
 
 const packr = new Packr({ useRecords: false });
+
+const USAGE = `node dist/load-tests/client-cost.js [options]: CPU per single-ping frame of a load-generating client
+
+  --mode driver|bare|both   DriverClient over ws, a bare net socket, or both (default both)
+  --conns N                 sockets (default 1000)
+  --rate N                  frames per second over all sockets (default 10000)
+  --seconds N               measured seconds (default 10)`;
 
 interface Sender { send(frame: Buffer): void }
 type OnAck = (ms: number) => void;
@@ -119,7 +126,8 @@ async function measure(mode: 'driver' | 'bare', port: number, conns: number, rat
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { mode: { type: 'string', default: 'both' }, conns: { type: 'string', default: '1000' }, rate: { type: 'string', default: '10000' }, seconds: { type: 'string', default: '10' } } });
+  const values = parseCliArgs(USAGE, { mode: { type: 'string', default: 'both' }, conns: { type: 'string', default: '1000' }, rate: { type: 'string', default: '10000' }, seconds: { type: 'string', default: '10' } });
+  if (!['driver', 'bare', 'both'].includes(values.mode!)) { process.stderr.write(`--mode must be driver, bare or both\n\n${USAGE}\n`); process.exit(2); }
   const modes = values.mode === 'both' ? (['driver', 'bare'] as const) : [values.mode as 'driver' | 'bare'];
   for (const m of modes) {
     // A fresh server per mode: each mode's sockets are closed by ending the server.

@@ -7,21 +7,30 @@
  */
 import { readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { parseCliArgs } from '../lifecycle/cli-args.js';
 import { loadConfig } from '../config/load.js';
 import { mintHmacToken, mintKeyToken, SCOPES, type Scope } from './tokens.js';
 
-const { values } = parseArgs({
-  options: {
-    sub: { type: 'string', default: 'dev-client' },
-    tenant: { type: 'string', default: 'demo' },
-    scope: { type: 'string', default: 'ingest subscribe query' },
-    ttl: { type: 'string', default: '86400' },
-    fleet: { type: 'boolean', default: false },
-    key: { type: 'string' },
-    alg: { type: 'string', default: 'ES256' },
-    kid: { type: 'string', default: '' },
-  },
+const USAGE = `npm run token -- [options]: mint a token (HS256 with JWT_SECRET, or --key for ES256/RS256)
+
+  --sub ID          subject: the entity id a driver token may publish (default dev-client)
+  --tenant T        tenant (default demo)
+  --scope "S ..."   space- or comma-separated: ${SCOPES.join(', ')} (default "ingest subscribe query")
+  --ttl SECONDS     lifetime (default 86400)
+  --fleet           a fleet/sensor-gateway token: may publish many ids of its tenant
+  --key FILE        PEM private key: sign with it instead of JWT_SECRET (JWKS deployments)
+  --alg ES256|RS256 algorithm for --key (default ES256)
+  --kid ID          key id for --key`;
+
+const values = parseCliArgs(USAGE, {
+  sub: { type: 'string', default: 'dev-client' },
+  tenant: { type: 'string', default: 'demo' },
+  scope: { type: 'string', default: 'ingest subscribe query' },
+  ttl: { type: 'string', default: '86400' },
+  fleet: { type: 'boolean', default: false },
+  key: { type: 'string' },
+  alg: { type: 'string', default: 'ES256' },
+  kid: { type: 'string', default: '' },
 });
 const scopes = values.scope!.split(/[ ,]+/).filter(Boolean);
 const bad = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
@@ -33,9 +42,21 @@ if (values.alg !== 'ES256' && values.alg !== 'RS256') {
   process.stderr.write(`--alg must be ES256 or RS256\n`);
   process.exit(2);
 }
+const ttlSeconds = Number(values.ttl);
+if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+  process.stderr.write(`--ttl must be a positive whole number of seconds (got ${values.ttl})\n`);
+  process.exit(2);
+}
 const cfg = loadConfig();
-const opts = { sub: values.sub!, tenant: values.tenant!, scopes: scopes as Scope[], ttlSeconds: Number(values.ttl), issuer: cfg.auth.issuer, fleet: values.fleet === true };
-const token = values.key
-  ? await mintKeyToken(createPrivateKey(readFileSync(values.key)), values.alg, values.kid!, opts)
-  : await mintHmacToken(cfg.auth.jwtSecret, opts);
+const opts = { sub: values.sub!, tenant: values.tenant!, scopes: scopes as Scope[], ttlSeconds, issuer: cfg.auth.issuer, fleet: values.fleet === true };
+let key: ReturnType<typeof createPrivateKey> | undefined;
+if (values.key) {
+  try {
+    key = createPrivateKey(readFileSync(values.key));
+  } catch (err) {
+    process.stderr.write(`--key ${values.key}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+const token = key ? await mintKeyToken(key, values.alg, values.kid!, opts) : await mintHmacToken(cfg.auth.jwtSecret, opts);
 process.stdout.write(token + '\n');

@@ -7,7 +7,7 @@
  * under single-ping frames: tens to a few hundred), `--concurrency` keeps that many in flight.
  *   node dist/src/ingest/bench-writer-cli.js [--redis redis://127.0.0.1:6390] [--entities 2000] [--rounds 50] [--batch 67 --concurrency 8]
  */
-import { parseArgs } from 'node:util';
+import { parseCliArgs } from '../lifecycle/cli-args.js';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createKeys } from '../store/redis/keys.js';
@@ -15,14 +15,23 @@ import { createLiveWriter } from '../store/redis/live-writer.js';
 import { cellOf } from '../geo/tiles.js';
 import type { AcceptedPing } from '../protocol/ping.js';
 
-const { values } = parseArgs({ options: {
+const USAGE = `node dist/src/ingest/bench-writer-cli.js [options]: Redis CPU per ping of the write path alone
+
+  --redis URL         Redis to measure (default $REDIS_URL or redis://127.0.0.1:6390); run it on a quiet one
+  --entities N        entities, one ping each per round (default 2000)
+  --rounds N          rounds (default 50)
+  --zoom Z            ingest zoom of the cells (default 13)
+  --batch N           pings per write (default: a whole round)
+  --concurrency N     writes in flight (default 1)`;
+
+const values = parseCliArgs(USAGE, {
   redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6390' },
   entities: { type: 'string', default: '2000' },
   rounds: { type: 'string', default: '50' },
   zoom: { type: 'string', default: '13' },
   batch: { type: 'string' },
   concurrency: { type: 'string', default: '1' },
-} });
+});
 const N = Number(values.entities), ROUNDS = Number(values.rounds), Z = Number(values.zoom);
 const BATCH = Math.max(1, Number(values.batch ?? N)), CONC = Math.max(1, Number(values.concurrency));
 const redis = new Redis(values.redis!);

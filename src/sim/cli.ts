@@ -4,7 +4,7 @@
  *                       [--interval 1-5] [--duration 0] [--url ws://127.0.0.1:8080] [--tenant demo]
  * See docs/map.md for every option. Ctrl-C (or SIGTERM) stops it cleanly.
  */
-import { parseArgs } from 'node:util';
+import { parseCliArgs } from '../lifecycle/cli-args.js';
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { defaultDataDir } from './data-dir.js';
@@ -14,29 +14,7 @@ import { mintHmacToken } from '../auth/tokens.js';
 import { buildFleetEntities, parseBBox, parseInterval, type SimSource } from './setup.js';
 import { createFleet } from './fleet.js';
 
-const { values } = parseArgs({
-  options: {
-    url: { type: 'string' },
-    vehicles: { type: 'string', short: 'n', default: '200' },
-    city: { type: 'string', default: 'porto' },
-    bbox: { type: 'string' },
-    source: { type: 'string' },
-    interval: { type: 'string', default: '1-5' },
-    duration: { type: 'string', default: '0' },
-    tenant: { type: 'string', default: 'demo' },
-    prefix: { type: 'string', default: '' },
-    seed: { type: 'string', default: '42' },
-    'offline-mean': { type: 'string', default: '300' },
-    'offline-for': { type: 'string', default: '15-90' },
-    speedup: { type: 'string', default: '1' },
-    encoding: { type: 'string', default: 'msgpack' },
-    'data-dir': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
-
-if (values.help) {
-  process.stdout.write(`geoflux simulator — N vehicles pinging a gateway through /v1/ingest
+const USAGE = `geoflux simulator — N vehicles pinging a gateway through /v1/ingest
 
   --url ws://host:port    gateway (default ws://127.0.0.1:$PORT or 8080)
   -n, --vehicles N        fleet size (default 200)
@@ -53,9 +31,25 @@ if (values.help) {
   --encoding msgpack|json frames (default msgpack)
   --seed N                reproducible fleet (default 42)
   --data-dir DIR          data folder (default $SIM_DATA_DIR or <project>/../shared/data)
-`);
-  process.exit(0);
-}
+`;
+
+const values = parseCliArgs(USAGE, {
+  url: { type: 'string' },
+  vehicles: { type: 'string', short: 'n', default: '200' },
+  city: { type: 'string', default: 'porto' },
+  bbox: { type: 'string' },
+  source: { type: 'string' },
+  interval: { type: 'string', default: '1-5' },
+  duration: { type: 'string', default: '0' },
+  tenant: { type: 'string', default: 'demo' },
+  prefix: { type: 'string', default: '' },
+  seed: { type: 'string', default: '42' },
+  'offline-mean': { type: 'string', default: '300' },
+  'offline-for': { type: 'string', default: '15-90' },
+  speedup: { type: 'string', default: '1' },
+  encoding: { type: 'string', default: 'msgpack' },
+  'data-dir': { type: 'string' },
+});
 
 const cfg = loadConfig();
 const log = createLogger(cfg, 'simulator');

@@ -13,8 +13,8 @@
  * two cores as the gateway and Redis; this tells how much of the machine that takes.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { parseCliArgs } from '../src/lifecycle/cli-args.js';
 import { Packr } from 'msgpackr';
+import { parseCliArgs } from '../src/lifecycle/cli-args.js';
 import { DriverClient } from '../src/clients/driver-client.js';
 import { Vehicle } from './lib/drivers.js';
 import { Latency } from './lib/hist.js';
@@ -128,13 +128,15 @@ async function measure(mode: 'driver' | 'bare', port: number, conns: number, rat
 async function main(): Promise<void> {
   const values = parseCliArgs(USAGE, { mode: { type: 'string', default: 'both' }, conns: { type: 'string', default: '1000' }, rate: { type: 'string', default: '10000' }, seconds: { type: 'string', default: '10' } });
   if (!['driver', 'bare', 'both'].includes(values.mode!)) { process.stderr.write(`--mode must be driver, bare or both\n\n${USAGE}\n`); process.exit(2); }
+  const [conns, rate, seconds] = [values.conns, values.rate, values.seconds].map(Number);
+  if (![conns, rate, seconds].every((n) => Number.isFinite(n) && n! > 0)) { process.stderr.write(`--conns, --rate and --seconds must be positive numbers\n\n${USAGE}\n`); process.exit(2); }
   const modes = values.mode === 'both' ? (['driver', 'bare'] as const) : [values.mode as 'driver' | 'bare'];
   for (const m of modes) {
     // A fresh server per mode: each mode's sockets are closed by ending the server.
     const srv = startNodeChild('ack-server', 'dist/load-tests/lib/ack-server.js', {});
     try {
       const port = Number((await srv.waitForLog((l) => l.msg === 'ack listening')).port);
-      console.log(JSON.stringify(await measure(m, port, Number(values.conns), Number(values.rate), Number(values.seconds))));
+      console.log(JSON.stringify(await measure(m, port, conns!, rate!, seconds!)));
     } finally {
       await srv.stop();
     }

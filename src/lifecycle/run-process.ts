@@ -25,8 +25,8 @@ export interface RunOptions {
 }
 
 /**
- * The only place that touches process signals and exit codes. First SIGINT/SIGTERM:
- * graceful stop under a watchdog; a second signal exits at once.
+ * The only place that touches process signals and exit codes. First SIGINT/SIGTERM/SIGHUP
+ * (a closed terminal): graceful stop under a watchdog; a second signal exits at once.
  */
 export async function runProcess(opts: RunOptions): Promise<void> {
   const { log } = opts;
@@ -59,6 +59,8 @@ export async function runProcess(opts: RunOptions): Promise<void> {
 
   process.on('SIGINT', () => shutdown('SIGINT', 0));
   process.on('SIGTERM', () => shutdown('SIGTERM', 0));
+  // There is nothing to reload: a hangup (the terminal of `npm run gateway` closed) stops gracefully too.
+  process.on('SIGHUP', () => shutdown('SIGHUP', 0));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');

@@ -9,7 +9,7 @@ import { ENV_VARS } from '../../src/config/env.js';
 // No Docker engine runs here: check the structure users will rely on.
 const root = projectRoot();
 const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8')) as {
-  services: Record<string, { image?: string; build?: unknown; command?: string[]; environment?: Record<string, string>; healthcheck?: { test: unknown }; depends_on?: Record<string, { condition: string }> }>;
+  services: Record<string, { image?: string; build?: unknown; command?: string[]; restart?: string; environment?: Record<string, string>; healthcheck?: { test: unknown }; depends_on?: Record<string, { condition: string }> }>;
 };
 
 test('docker-compose has redis, postgis, gateway and worker with health checks', () => {
@@ -27,6 +27,8 @@ test('gateway and worker run the built entry points and wait for healthy service
   for (const name of ['gateway', 'worker']) {
     assert.equal(s[name]!.depends_on?.redis?.condition, 'service_healthy');
     assert.equal(s[name]!.depends_on?.postgis?.condition, 'service_healthy');
+    // They exit 1 when a service cannot be reached at start; the runtime starts them again.
+    assert.equal(s[name]!.restart, 'unless-stopped');
     const env = s[name]!.environment!;
     for (const key of Object.keys(env)) assert.ok(key in ENV_VARS, `${name}: ${key} is a known config variable`);
     assert.match(env.REDIS_URL!, /^redis:\/\/redis:/);

@@ -6,9 +6,8 @@ import { migrate } from './migrate.js';
 
 const cfg = loadConfig();
 const log = createLogger(cfg, 'cli');
-const where = (() => { try { const u = new URL(cfg.database.url); return `${u.host}${u.pathname}`; } catch { return 'DATABASE_URL'; } })();
 const pool = await connectPg(cfg.database.url, log, 1, 'geoflux-migrate').catch((err: unknown) => {
-  process.stderr.write(`cannot connect to PostgreSQL at ${where} (DATABASE_URL): ${(err as Error).message || String(err)}\n`);
+  process.stderr.write(`${(err as Error).message} (DATABASE_URL)\n`);
   process.exit(1);
 });
 try {

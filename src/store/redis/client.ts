@@ -1,11 +1,13 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../log/logger.js';
+import { DependencyError, describeUrl } from '../../errors/dependency-error.js';
 
 export type { Redis };
 
 /**
- * Creates an ioredis client and waits until it is ready. Whoever creates a client
- * closes it (`quit()`); modules receive clients, never create their own.
+ * Creates an ioredis client and waits until it is ready (or throws a DependencyError naming
+ * Redis and where). Whoever creates a client closes it (`quit()`); modules receive clients,
+ * never create their own.
  */
 export async function connectRedis(url: string, log: Logger, name: string, extra: RedisOptions = {}): Promise<Redis> {
   const client = new Redis(url, {
@@ -17,12 +19,20 @@ export async function connectRedis(url: string, log: Logger, name: string, extra
     ...extra,
   });
   let lastError = '';
+  let lastErr: Error | undefined;
   client.on('error', (err: Error) => {
     if (err.message !== lastError) log.warn({ err, client: name }, 'redis error');
     lastError = err.message;
+    lastErr = err;
   });
   client.on('ready', () => { lastError = ''; });
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect();
+    // connect() rejects with "Connection is closed."; the socket's own error says why.
+    throw new DependencyError('Redis', describeUrl(url), lastErr ?? err);
+  }
   return client;
 }
 

@@ -33,7 +33,6 @@ async function run(): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n\n${HELP}`);
     return 2;
   }
-  if (opts === 'help') { process.stdout.write(HELP); return 0; }
   const fdLimit = raiseFdLimit(opts.scenarios.includes('scale') ? 200_000 : 65_536);
   const startedAt = new Date().toISOString();
   const run: RunResult = {

@@ -2,7 +2,7 @@
  * Command-line options of `npm run bench`. Defaults are the CI smoke (all scenarios, under two
  * minutes on a 2-core box); every size can be scaled up from the command line.
  */
-import { parseArgs } from 'node:util';
+import { parseCliArgs } from '../../src/lifecycle/cli-args.js';
 
 export const SCENARIOS = ['ingest', 'ingest-single', 'idle', 'fanout', 'nearby', 'persistence', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -73,19 +73,16 @@ export const HELP = `npm run bench -- [options]
   --full                    the target sizes of docs/benchmarks.md instead of the smoke
 `;
 
-export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
-      drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
-      gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
-      'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
-      'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
-      full: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) return 'help';
+/** `--help` prints HELP and exits 0, an unknown option exits 2 (parseCliArgs); a bad value throws. */
+export function parseBenchArgs(argv: string[]): BenchOptions {
+  const values = parseCliArgs(HELP, {
+    scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
+    drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
+    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+    'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
+    'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
+    full: { type: 'boolean' },
+  }, argv);
   const full = values.full === true;
   const num = (v: string | undefined, def: number): number => {
     if (v === undefined) return def;

@@ -18,14 +18,13 @@ export async function connectRedis(url: string, log: Logger, name: string, extra
     retryStrategy: (times) => Math.min(times * 200, 2000),
     ...extra,
   });
-  let lastError = '';
+  /** The last error since the client was last ready: logged once per distinct message. */
   let lastErr: Error | undefined;
   client.on('error', (err: Error) => {
-    if (err.message !== lastError) log.warn({ err, client: name }, 'redis error');
-    lastError = err.message;
+    if (err.message !== lastErr?.message) log.warn({ err, client: name }, 'redis error');
     lastErr = err;
   });
-  client.on('ready', () => { lastError = ''; });
+  client.on('ready', () => { lastErr = undefined; });
   try {
     await client.connect();
   } catch (err) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import { createTestDatabase, randomKeyPrefix, testServices } from '../helpers/services.js';
 import { freePort } from '../helpers/ports.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 // The README's first command as process managers and terminals treat it. Here it runs against
 // the suite's Redis and a fresh database, which it takes for external services and leaves alone.
@@ -20,7 +21,6 @@ function descendants(pid: number): number[] {
 }
 
 const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Started { child: ChildProcess; port: number; output(): string; exited: Promise<unknown>; started: number[] }
 
@@ -41,12 +41,10 @@ async function startThenStop(cmd: string, args: string[], stop: (s: Started) => 
   const exited = new Promise((resolve) => child.on('exit', resolve));
   let started: number[] = [];
   try {
-    const deadline = Date.now() + 180_000;
-    while (!out.includes('geoflux is running')) {
-      assert.ok(Date.now() < deadline, `${cmd} did not come up:\n${out.slice(-3000)}`);
+    await waitFor(() => {
       assert.equal(child.exitCode, null, `${cmd} exited early:\n${out.slice(-3000)}`);
-      await sleep(200);
-    }
+      return out.includes('geoflux is running') || undefined;
+    }, 180_000, () => `${cmd} to come up:\n${out.slice(-3000)}`, 200);
     assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
     started = descendants(child.pid!);
     assert.ok(started.length >= 3, `gateway, worker and simulator run (found ${started.length} processes)`);
@@ -89,7 +87,7 @@ test('start.sh: Ctrl-C (SIGINT to its process group) stops every child gracefull
   const logOf = (name: string): string => readFileSync(join(projectRoot(), '.data', 'logs', `${name}.log`), 'utf8');
   await startThenStop('bash', ['scripts/start.sh'], async ({ child }) => {
     // The simulator starts after the banner: let it install its signal handlers first.
-    for (let i = 0; i < 100 && !logOf('simulator').includes('simulator running'); i++) await sleep(200);
+    await waitFor(() => logOf('simulator').includes('simulator running') || undefined, 20_000, 'the simulator to run', 200);
     process.kill(-child.pid!, 'SIGINT');
   }, { detached: true });
   for (const name of ['gateway', 'worker', 'simulator']) {

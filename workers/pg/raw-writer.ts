@@ -82,19 +82,21 @@ const SQL_RAW_FRESH_REST = `
 INSERT INTO gf_fresh SELECT s.* FROM gf_stage s
 WHERE NOT EXISTS (SELECT 1 FROM gf_conf c WHERE c.tenant = s.tenant AND c.entity_id = s.entity_id AND c.ts = s.ts AND c.seq = s.seq)`;
 
-/** Raw mode: from the fresh pings, one row each. */
-const SQL_CELLS = cellsSql('SELECT DISTINCT tenant, cell, win, entity_id FROM gf_fresh', `
+/** Raw mode: from the fresh pings, one row each (`src`: gf_fresh, or gf_stage when every staged ping was fresh). */
+const cellsOf = (src: string): string => cellsSql(`SELECT DISTINCT tenant, cell, win, entity_id FROM ${src}`, `
   SELECT tenant, cell, min(cz) AS cz, min(cx) AS cx, min(cy) AS cy, win, count(*)::int AS n,
          coalesce(sum(speed::numeric), 0) AS ssum, count(speed)::int AS sn, max(speed)::real AS smax,
          sum(lon::numeric) AS lonsum, sum(lat::numeric) AS latsum,
          min(lon) AS min_lon, min(lat) AS min_lat, max(lon) AS max_lon, max(lat) AS max_lat
-  FROM gf_fresh GROUP BY tenant, cell, win`);
+  FROM ${src} GROUP BY tenant, cell, win`);
+const SQL_CELLS_FRESH = cellsOf('gf_fresh');
+const SQL_CELLS_STAGED = cellsOf('gf_stage');
 
 /**
  * Raw mode's fast path: from one row per cell window (gf_cell, computed in JS: counts, max,
  * extent and the exact numeric sums — see DecimalSum) and its distinct entities. A cell window
  * with a value whose `float8::numeric` JS does not reproduce (see numericParts) comes with the
- * values as arrays instead, summed here as SQL_CELLS does.
+ * values as arrays instead, summed here as cellsOf does.
  */
 const SQL_FAST_CELLS = cellsSql('SELECT tenant, cell, win, entity_id FROM gf_cell_ent', `
   SELECT c.tenant, c.cell, c.cz, c.cx, c.cy, c.win, c.n,
@@ -136,7 +138,7 @@ export function fastPathFits(unique: readonly StagedPing[]): boolean {
   return true;
 }
 
-/** One cell window of a batch whose pings are all fresh: what SQL_CELLS aggregates, computed in JS. */
+/** One cell window of a batch whose pings are all fresh: what cellsOf aggregates, computed in JS. */
 export interface CellWindow {
   tenant: string; cell: string; cz: number; cx: number; cy: number; win: number;
   n: number; smax: number | null; minLon: number; minLat: number; maxLon: number; maxLat: number;
@@ -251,7 +253,7 @@ export async function writeRaw(client: pg.PoolClient, unique: StagedPing[], step
   const inserted = (await client.query(SQL_RAW_INSERT)).rowCount ?? 0;
   let positions = inserted;
   let fresh = inserted;
-  let src = 'gf_stage';
+  let cells = SQL_CELLS_STAGED;
   lap('raw');
   if (inserted < unique.length) {
     await client.query(PK_JOINS_ONLY);
@@ -266,11 +268,11 @@ export async function writeRaw(client: pg.PoolClient, unique: StagedPing[], step
     }
     await client.query(SQL_RAW_FRESH_REST);
     fresh = unique.length - conflicts + freshConflicts;
-    src = 'gf_fresh';
+    cells = SQL_CELLS_FRESH;
     lap('conflicts');
   }
   if (fresh === 0) return EMPTY_RESULT(steps);
-  const cellStats = (await client.query(src === 'gf_fresh' ? SQL_CELLS : SQL_CELLS.replaceAll('gf_fresh', src))).rowCount ?? 0;
+  const cellStats = (await client.query(cells)).rowCount ?? 0;
   lap('cells');
   return { fresh, positions, cellStats, steps };
 }

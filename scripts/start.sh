@@ -20,14 +20,21 @@ mkdir -p .data/logs
 
 pids=()
 stopping=0
+stop_started_us=0
 cleanup() {
-  # Once stopping, another Ctrl-C (or TERM, HUP) makes the children exit at once: for each it is a second signal.
-  trap 'for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done' INT TERM HUP
+  stop_started_us=${EPOCHREALTIME//[.,]/}
+  # Once stopping, another Ctrl-C (or TERM, HUP) makes the children exit at once: for each it
+  # is a second signal. Under `npm start` one Ctrl-C arrives twice, from the terminal and
+  # forwarded by npm, milliseconds apart: only a signal a second or more after the first counts.
+  # Inline, with its own loop variable: a trap runs inside this function's loop below (and a
+  # trap calling a function with locals from inside a function trips a bash bug).
+  trap 'if (( ${EPOCHREALTIME//[.,]/} - stop_started_us >= 1000000 )); then for q in "${pids[@]}"; do kill -INT "$q" 2>/dev/null || true; done; fi' INT TERM HUP
   trap - EXIT
   stopping=1
   echo "[start] stopping…" >&2 || true
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # A trapped signal ends `wait` early: wait again until the process is gone.
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do wait "$p" 2>/dev/null || true; done; done
   # With the exported URLs, stack.sh would take our own local services for external ones and keep them.
   if [ "${KEEP_STACK:-0}" != 1 ]; then REDIS_URL="$GIVEN_REDIS_URL" DATABASE_URL="$GIVEN_DATABASE_URL" bash scripts/stack.sh down; fi
 }

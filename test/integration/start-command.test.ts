@@ -80,12 +80,13 @@ test('start.sh: after its output is closed, a hangup still stops everything it s
   });
 });
 
-// Ctrl-C in a terminal signals the whole foreground process group. The children must get one
-// signal (start.sh's SIGTERM), not the group's SIGINT and then that SIGTERM: a second signal
-// makes a process exit at once and skip its graceful stop.
-test('start.sh: Ctrl-C (SIGINT to its process group) stops every child gracefully, once', { timeout: 240_000 }, async () => {
+// Ctrl-C in a terminal signals the whole foreground process group (npm and start.sh; npm also
+// forwards it to start.sh). The children must get one signal (start.sh's SIGTERM), not the
+// group's SIGINT and then that SIGTERM, nor a second one for the forwarded copy: a second
+// signal makes a process exit at once and skip its graceful stop.
+test('npm start: Ctrl-C (SIGINT to its process group) stops every child gracefully, once', { timeout: 240_000 }, async () => {
   const logOf = (name: string): string => readFileSync(join(projectRoot(), '.data', 'logs', `${name}.log`), 'utf8');
-  await startThenStop('bash', ['scripts/start.sh'], async ({ child }) => {
+  await startThenStop('npm', ['start'], async ({ child }) => {
     // The simulator starts after the banner: let it install its signal handlers first.
     await waitFor(() => logOf('simulator').includes('simulator running') || undefined, 20_000, 'the simulator to run', 200);
     process.kill(-child.pid!, 'SIGINT');

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole local system on the embedded default.
 #   stack (Redis + PostGIS, installed with apt when missing) + gateway + worker + simulator.
-# Ctrl-C (or SIGTERM, or a hangup) stops everything cleanly; a second one stops it at once.
+# Ctrl-C (or SIGTERM, or a hangup) stops everything cleanly; a second one (1 s or more later) stops it at once.
 # Settings: PORT (8080), SIM_VEHICLES (200), and every variable of the README's configuration table.
 set -euo pipefail
 # A closed terminal or output pipe must not kill this script before it stops what it started:

@@ -157,6 +157,8 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   let lastProgress = t0;
   let lastAcked = 0;
   const inflight = new Set<Promise<unknown>>();
+  /** Acks since the last progress line: the line shows this window's p99 and max beside the run's. */
+  const win = new Latency();
   await new Promise<void>((resolve) => {
     const tick = (): void => {
       const now = performance.now();
@@ -192,7 +194,9 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         s.framesSent++;
         s.pingsSent += o.batch;
         const p = c.send(frame).then((r) => {
-          s.ack.record(performance.now() - sentAt);
+          const ms = performance.now() - sentAt;
+          s.ack.record(ms);
+          win.record(ms);
           s.framesAcked++;
           s.pingsAccepted += r.count;
           for (const e of r.errors) { s.pingErrors++; s.errorCodes[e.code] = (s.errorCodes[e.code] ?? 0) + 1; }
@@ -209,7 +213,9 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         const sec = (now - lastProgress) / 1000;
         const acked = s.pingsAccepted;
         const sm = s.ack.summary();
-        progress(`  ${o.label}: t=${((now - t0) / 1000).toFixed(0)}s accepted ${Math.round((acked - lastAcked) / sec)}/s ack p50 ${sm.p50} p99 ${sm.p99} ms in flight ${inflight.size} skipped ${s.skipped} errors ${s.pingErrors + s.frameFailures}`);
+        const w = win.summary();
+        win.reset();
+        progress(`  ${o.label}: t=${((now - t0) / 1000).toFixed(0)}s accepted ${Math.round((acked - lastAcked) / sec)}/s ack p50 ${sm.p50} p99 ${sm.p99} ms (last ${sec.toFixed(0)}s: p99 ${w.p99} max ${w.max}) in flight ${inflight.size} skipped ${s.skipped} errors ${s.pingErrors + s.frameFailures}`);
         lastProgress = now;
         lastAcked = acked;
       }

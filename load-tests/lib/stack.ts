@@ -5,6 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { createWriteStream } from 'node:fs';
 import { projectRoot } from '../../src/config/load.js';
 
 /** Ports of the bench stack; BENCH_REDIS_PORT / BENCH_PG_PORT move it (e.g. a second checkout benchmarking beside this one). */
@@ -54,7 +55,11 @@ export function startNodeChild(name: string, entry: string, env: Record<string, 
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let stderr = '';
   proc.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-8000); });
+  // BENCH_CHILD_LOG_DIR keeps each child's whole output (e.g. with --trace-gc) in <dir>/<name>.log.
+  const keep = process.env.BENCH_CHILD_LOG_DIR ? createWriteStream(join(process.env.BENCH_CHILD_LOG_DIR, `${name}.log`), { flags: 'a' }) : undefined;
+  if (keep) proc.stderr!.pipe(keep, { end: false });
   createInterface({ input: proc.stdout! }).on('line', (line) => {
+    keep?.write(`${line}\n`);
     let obj: Record<string, unknown>;
     try { obj = JSON.parse(line) as Record<string, unknown>; } catch { obj = { msg: line }; }
     logs.push(obj);

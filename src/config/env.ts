@@ -13,6 +13,7 @@ export const ENV_VARS = {
   MAX_CONNECTIONS: 'http.maxConnections',
   REDIS_URL: 'redis.url',
   REDIS_KEY_PREFIX: 'redis.keyPrefix',
+  REDIS_CLUSTER_SAFE_SCRIPTS: 'redis.clusterSafeScripts',
   DATABASE_URL: 'database.url',
   DATABASE_POOL_SIZE: 'database.poolSize',
   JWT_SECRET: 'auth.jwtSecret',

@@ -35,6 +35,11 @@ export const configSchema = z.object({
     url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
     /** Prefix of every key this deployment owns (tests use a random one). */
     keyPrefix: z.string().max(64),
+    /**
+     * Ingest scripts touch one hash tag per call (one call per entity bucket and per cell), as
+     * Redis Cluster requires. false (default): one call per step and batch, for a single Redis.
+     */
+    clusterSafeScripts: bool,
   }),
   database: z.object({
     url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),

@@ -5,7 +5,7 @@
  * so run it on a quiet Redis) and for this process. Keys use a random prefix and are deleted.
  * `--batch` splits each round into writes of that many pings (what a gateway writes per turn
  * under single-ping frames: tens to a few hundred), `--concurrency` keeps that many in flight.
- *   node dist/src/ingest/bench-writer-cli.js [--redis redis://127.0.0.1:6390] [--entities 2000] [--rounds 50] [--batch 67 --concurrency 8]
+ *   node dist/src/ingest/bench-writer-cli.js [--redis redis://127.0.0.1:6390] [--entities 2000] [--rounds 50] [--batch 67 --concurrency 8] [--cluster-safe]
  */
 import { parseCliArgs } from '../lifecycle/cli-args.js';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +22,8 @@ const USAGE = `node dist/src/ingest/bench-writer-cli.js [options]: Redis CPU per
   --rounds N          rounds (default 50)
   --zoom Z            ingest zoom of the cells (default 13)
   --batch N           pings per write (default: a whole round)
-  --concurrency N     writes in flight (default 1)`;
+  --concurrency N     writes in flight (default 1)
+  --cluster-safe      one script call per hash tag (entity bucket, cell), as for Redis Cluster`;
 
 const values = parseCliArgs(USAGE, {
   redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6390' },
@@ -31,13 +32,14 @@ const values = parseCliArgs(USAGE, {
   zoom: { type: 'string', default: '13' },
   batch: { type: 'string' },
   concurrency: { type: 'string', default: '1' },
+  'cluster-safe': { type: 'boolean', default: false },
 });
 const N = Number(values.entities), ROUNDS = Number(values.rounds), Z = Number(values.zoom);
 const BATCH = Math.max(1, Number(values.batch ?? N)), CONC = Math.max(1, Number(values.concurrency));
 const redis = new Redis(values.redis!);
 const prefix = `wb${randomBytes(3).toString('hex')}:`;
 const keys = createKeys(prefix);
-const writer = createLiveWriter(redis, keys, { entityTtlSeconds: 60, streamMaxLen: 100000, maxSpeedMps: 90, jumpSlackMeters: 100 });
+const writer = createLiveWriter(redis, keys, { entityTtlSeconds: 60, streamMaxLen: 100000, maxSpeedMps: 90, jumpSlackMeters: 100, clusterSafe: values['cluster-safe'] });
 const redisCpu = async (): Promise<number> => {
   const info = await redis.info('cpu');
   return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]);
@@ -65,7 +67,7 @@ const c1 = await redisCpu();
 const u = process.cpuUsage(u0);
 const total = N * ROUNDS;
 process.stdout.write(JSON.stringify({
-  pings: total, batch: Math.min(BATCH, N), concurrency: CONC, seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
+  pings: total, batch: Math.min(BATCH, N), concurrency: CONC, clusterSafe: values['cluster-safe'], seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
   redisCpuMicrosPerPing: Number((((c1 - c0) * 1e6) / total).toFixed(1)), processCpuMicrosPerPing: Number(((u.user + u.system) / total).toFixed(1)),
 }) + '\n');
 const ks = await redis.keys(`${prefix}*`);

@@ -1,6 +1,7 @@
 --[[
   entity-advance-n.lua: decides, per ping, what it does to its entity's live state, for every
-  entity of one key bucket (all KEYS share one hash tag, so the call is legal in Redis Cluster).
+  entity of the call: on a single Redis all entities of a batch (and tenant); with cluster-safe
+  scripts those of one key bucket (all KEYS share one hash tag, legal in Redis Cluster).
   KEYS[k]  entity hash k (fields ts seq lat lon cell rx p recent cts clat clon)
   ARGV[1]  ttl ms (entity state expiry, refreshed when live state advances)
   ARGV[2]  max plausible speed, m/s

@@ -11,7 +11,7 @@ import { projectRoot } from '../../../config/load.js';
  */
 export const SCRIPTS = {
   entityAdvance: 'entity-advance-n.lua',
-  cellWrite: 'cell-write-3.lua',
+  cellWrite: 'cell-write-n.lua',
   cellSweep: 'cell-sweep-2.lua',
   cellLive: 'cell-live-2.lua',
 } as const;
@@ -33,13 +33,14 @@ type Arg = string | number | Buffer;
 export interface ScriptCommands {
   /** numKeys, then the keys, then the arguments. */
   entityAdvance(numKeys: number, ...keysAndArgs: Arg[]): Promise<unknown>;
-  cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): Promise<unknown>;
+  /** numKeys (3 per cell), then the keys, then the arguments. */
+  cellWrite(numKeys: number, ...keysAndArgs: Arg[]): Promise<unknown>;
   cellSweep(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
   cellLive(geo: string, seen: string, ...args: Arg[]): Promise<unknown>;
 }
 export type ScriptPipeline = {
   entityAdvance(numKeys: number, ...keysAndArgs: Arg[]): ScriptPipeline;
-  cellWrite(geo: string, seen: string, stream: string, ...args: Arg[]): ScriptPipeline;
+  cellWrite(numKeys: number, ...keysAndArgs: Arg[]): ScriptPipeline;
   cellSweep(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
   cellLive(geo: string, seen: string, ...args: Arg[]): ScriptPipeline;
   zadd(key: string, ...args: Arg[]): ScriptPipeline;

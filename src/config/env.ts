@@ -14,6 +14,7 @@ export const ENV_VARS = {
   REDIS_URL: 'redis.url',
   REDIS_KEY_PREFIX: 'redis.keyPrefix',
   REDIS_CLUSTER_SAFE_SCRIPTS: 'redis.clusterSafeScripts',
+  REDIS_ENTITY_STATE_IN_AOF: 'redis.entityStateInAof',
   DATABASE_URL: 'database.url',
   DATABASE_POOL_SIZE: 'database.poolSize',
   JWT_SECRET: 'auth.jwtSecret',

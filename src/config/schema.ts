@@ -40,6 +40,11 @@ export const configSchema = z.object({
      * Redis Cluster requires. false (default): one call per step and batch, for a single Redis.
      */
     clusterSafeScripts: bool,
+    /**
+     * Entity state (live state with a TTL) also goes to the AOF. false (default): to replicas
+     * only, so the AOF holds the pings (streams, GEO, seen) and a third of the bytes.
+     */
+    entityStateInAof: bool,
   }),
   database: z.object({
     url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),

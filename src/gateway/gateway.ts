@@ -70,7 +70,7 @@ export function createGateway(d: GatewayDeps): Gateway {
   const verifier = createVerifier(cfg.auth);
   const writer = createLiveWriter(d.redis, keys, {
     entityTtlSeconds: cfg.liveness.entityTtlSeconds, streamMaxLen: cfg.ingest.streamMaxLen, maxSpeedMps: cfg.ingest.maxSpeedMps, jumpSlackMeters: cfg.ingest.jumpSlackMeters,
-    clusterSafe: cfg.redis.clusterSafeScripts,
+    clusterSafe: cfg.redis.clusterSafeScripts, entityStateInAof: cfg.redis.entityStateInAof,
   });
   const sweeper = createSweeper(d.redis, keys, {
     entityTtlSeconds: cfg.liveness.entityTtlSeconds, intervalMs: cfg.liveness.sweepIntervalMs, maxCells: cfg.liveness.sweepMaxCells, batch: cfg.liveness.sweepBatch,

@@ -23,7 +23,8 @@ const USAGE = `node dist/src/ingest/bench-writer-cli.js [options]: Redis CPU per
   --zoom Z            ingest zoom of the cells (default 13)
   --batch N           pings per write (default: a whole round)
   --concurrency N     writes in flight (default 1)
-  --cluster-safe      one script call per hash tag (entity bucket, cell), as for Redis Cluster`;
+  --cluster-safe      one script call per hash tag (entity bucket, cell), as for Redis Cluster
+  --entity-state-in-aof  entity state writes go to the AOF too (default: replicas only)`;
 
 const values = parseCliArgs(USAGE, {
   redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6390' },
@@ -33,13 +34,14 @@ const values = parseCliArgs(USAGE, {
   batch: { type: 'string' },
   concurrency: { type: 'string', default: '1' },
   'cluster-safe': { type: 'boolean', default: false },
+  'entity-state-in-aof': { type: 'boolean', default: false },
 });
 const N = Number(values.entities), ROUNDS = Number(values.rounds), Z = Number(values.zoom);
 const BATCH = Math.max(1, Number(values.batch ?? N)), CONC = Math.max(1, Number(values.concurrency));
 const redis = new Redis(values.redis!);
 const prefix = `wb${randomBytes(3).toString('hex')}:`;
 const keys = createKeys(prefix);
-const writer = createLiveWriter(redis, keys, { entityTtlSeconds: 60, streamMaxLen: 100000, maxSpeedMps: 90, jumpSlackMeters: 100, clusterSafe: values['cluster-safe'] });
+const writer = createLiveWriter(redis, keys, { entityTtlSeconds: 60, streamMaxLen: 100000, maxSpeedMps: 90, jumpSlackMeters: 100, clusterSafe: values['cluster-safe'], entityStateInAof: values['entity-state-in-aof'] });
 const redisCpu = async (): Promise<number> => {
   const info = await redis.info('cpu');
   return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1]);

@@ -1,7 +1,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { testServices, randomKeyPrefix } from '../helpers/services.js';
+import { waitFor } from '../helpers/wait.js';
 import { createKeys, type Keys } from '../../src/store/redis/keys.js';
 import { createLiveWriter, type WriteResult } from '../../src/store/redis/live-writer.js';
 import { createLiveReader } from '../../src/store/redis/live-reader.js';
@@ -216,4 +219,41 @@ test('one call per step and per hash tag give the same outcomes, moves and Redis
   const [a, b] = await Promise.all([state(one.keys), state(perTag.keys)]);
   assert.deepEqual(a, b);
   assert.ok(a.filter((r) => !r.includes('geo= ')).length > 50, 'cells with live members');
+});
+
+/** The last `bytes` of the Redis AOF being appended now (the newest incr file), or undefined when AOF is off. */
+async function aofTail(bytes = 4 << 20): Promise<string | undefined> {
+  const [, on] = await redis.config('GET', 'appendonly') as [string, string];
+  if (on !== 'yes') return undefined;
+  const [, dir] = await redis.config('GET', 'dir') as [string, string];
+  const [, sub] = await redis.config('GET', 'appenddirname') as [string, string];
+  const folder = join(dir, sub);
+  const seqOf = (f: string): number => Number(/\.(\d+)\.incr\.aof$/.exec(f)?.[1] ?? -1);
+  const newest = readdirSync(folder).filter((f) => seqOf(f) >= 0).sort((a, b) => seqOf(b) - seqOf(a))[0];
+  if (!newest) return undefined;
+  const file = join(folder, newest);
+  const size = statSync(file).size;
+  const n = Math.min(size, bytes);
+  const buf = Buffer.alloc(n);
+  const fd = openSync(file, 'r');
+  try { readSync(fd, buf, 0, n, size - n); } finally { closeSync(fd); }
+  return buf.toString('latin1');
+}
+
+test('entity state goes to the AOF only with entityStateInAof; the pings always do', async (t) => {
+  if ((await aofTail(1)) === undefined) return t.skip('the test Redis runs without AOF');
+  for (const entityStateInAof of [false, true]) {
+    const keys = newKeys();
+    const w = createLiveWriter(redis, keys, { entityTtlSeconds: TTL, streamMaxLen: 1000, maxSpeedMps: 90, jumpSlackMeters: 100, entityStateInAof });
+    const id = `aof-${entityStateInAof}-${Date.now()}`;
+    const p = ping(id, 41.15, -8.61, Date.now());
+    assert.deepEqual((await w.write([p])).outcomes, ['advanced']);
+    assert.ok(await redis.exists(keys.entity('acme', id)), 'the entity state is in Redis');
+    // Redis may hold the AOF write back while a background fsync runs (up to 2 s): wait for the
+    // cell step (written after the entity step, so everything before it is in the file too).
+    const stream = keys.cell('acme', p.cell).stream;
+    const aof = await waitFor(async () => { const a = (await aofTail())!; return a.includes(stream) ? a : undefined; }, 5000, 'the stream entry in the AOF');
+    assert.ok(aof.includes(keys.cell('acme', p.cell).geo), 'the GEO entry is in the AOF');
+    assert.equal(aof.includes(keys.entity('acme', id)), entityStateInAof, `entity key in the AOF: ${!entityStateInAof ? 'not ' : ''}expected`);
+  }
 });

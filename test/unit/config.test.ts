@@ -12,7 +12,7 @@ test('defaults load and are frozen', () => {
 });
 
 test('environment variables override defaults, with coercion', () => {
-  const c = loadConfig({ env: { PORT: '9001', REDIS_URL: 'redis://example:1', GRID_ZOOM: '12', LOG_LEVEL: 'debug', UWS_ALLOW_FALLBACK: 'true', FLUSH_INTERVAL_MS: '2500', ENTITY_TTL_SECONDS: '30', REDIS_CLUSTER_SAFE_SCRIPTS: 'true' } });
+  const c = loadConfig({ env: { PORT: '9001', REDIS_URL: 'redis://example:1', GRID_ZOOM: '12', LOG_LEVEL: 'debug', UWS_ALLOW_FALLBACK: 'true', FLUSH_INTERVAL_MS: '2500', ENTITY_TTL_SECONDS: '30', REDIS_CLUSTER_SAFE_SCRIPTS: 'true', REDIS_ENTITY_STATE_IN_AOF: 'true' } });
   assert.equal(c.http.port, 9001);
   assert.equal(c.redis.url, 'redis://example:1');
   assert.equal(c.grid.ingestZoom, 12);
@@ -21,7 +21,9 @@ test('environment variables override defaults, with coercion', () => {
   assert.equal(c.worker.flushIntervalMs, 2500);
   assert.equal(c.liveness.entityTtlSeconds, 30);
   assert.equal(c.redis.clusterSafeScripts, true);
+  assert.equal(c.redis.entityStateInAof, true);
   assert.equal(loadConfig({ env: {} }).redis.clusterSafeScripts, false);
+  assert.equal(loadConfig({ env: {} }).redis.entityStateInAof, false);
 });
 
 test('every invalid value is reported with its key and variable', () => {

@@ -19,6 +19,12 @@ export interface LiveWriterOptions {
    * on a single Redis: a third less gateway CPU and less Redis CPU per ping (docs/ingest.md).
    */
   clusterSafe?: boolean;
+  /**
+   * true: entity state writes go to the AOF as well as to replicas. false (default): replicas
+   * only; after a restart from the AOF each entity's state is rebuilt by its next ping
+   * (docs/ingest.md, "Durability").
+   */
+  entityStateInAof?: boolean;
 }
 
 /**
@@ -61,6 +67,7 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
   const ttlMs = opts.entityTtlSeconds * 1000;
   const blob = new BatchBlob();
   const perTag = opts.clusterSafe === true;
+  const entityRepl = opts.entityStateInAof === true ? 'aof' : 'replicas';
   return {
     async write(pings) {
       if (pings.length === 0) return { outcomes: [], moves: [] };
@@ -83,7 +90,7 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
         let ks: string[] = [];
         blob.reset();
         const call = (): void => {
-          pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take());
+          pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take(), entityRepl);
           ks = [];
         };
         for (const idx of ents.values()) {

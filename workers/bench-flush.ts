@@ -16,24 +16,41 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { loadConfig, projectRoot } from '../src/config/load.js';
+import { createLogger } from '../src/log/logger.js';
+import { connectRedis } from '../src/store/redis/client.js';
+import { DependencyError, describeUrl } from '../src/errors/dependency-error.js';
 import { encodeAccepted, STREAM_FIELD } from '../src/store/redis/codec.js';
 import { createKeys, cellMember } from '../src/store/redis/keys.js';
 import { cellOf } from '../src/geo/tiles.js';
 import type { AcceptedPing } from '../src/protocol/ping.js';
 
-const mode = process.argv[2] === 'raw' ? 'raw' : 'window';
-const N = Number(process.argv[3] ?? 200_000);
-const ENT = Number(process.argv[4] ?? 20_000);
+const USAGE = `node dist/workers/bench-flush.js [window|raw] [pings=200000] [entities=20000]
+  write-path measurement of one worker process against REDIS_URL / DATABASE_URL`;
+const fail = (message: string, code: number): never => {
+  process.stderr.write(`${message}\n`);
+  process.exit(code);
+};
+const args = process.argv.slice(2);
+if (args.includes('-h') || args.includes('--help')) { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+if (args[0] !== undefined && args[0] !== 'window' && args[0] !== 'raw') fail(`mode must be window or raw, not ${args[0]}\n${USAGE}`, 2);
+const count = (i: number, dflt: number): number => {
+  const v = Number(args[i] ?? dflt);
+  return Number.isInteger(v) && v > 0 ? v : fail(`${args[i]} is not a positive whole number\n${USAGE}`, 2);
+};
+const mode = args[0] === 'raw' ? 'raw' : 'window';
+const N = count(1, 200_000);
+const ENT = count(2, 20_000);
 const cfg = loadConfig();
 const withDb = (url: string, db: string): string => { const u = new URL(url); u.pathname = `/${db}`; return u.toString(); };
 const dbName = `gf_bench_${mode}_${process.pid}`;
 const admin = new pg.Client({ connectionString: withDb(cfg.database.url, 'postgres') });
-await admin.connect();
+await admin.connect().catch((err: unknown) => fail(`${new DependencyError('PostgreSQL', describeUrl(cfg.database.url), err).message} (DATABASE_URL)`, 1));
+const redis: Redis = await connectRedis(cfg.redis.url, createLogger(cfg, 'cli'), 'geoflux-bench-flush')
+  .catch(async (err: unknown) => { await admin.end(); return fail(`${(err as Error).message} (REDIS_URL)`, 1); });
 await admin.query(`CREATE DATABASE ${dbName}`);
 const dbUrl = withDb(cfg.database.url, dbName);
 const prefix = `bench${process.pid}:`;
 const keys = createKeys(prefix);
-const redis = new Redis(cfg.redis.url);
 const t0 = Date.now() - 5 * 60_000;
 const ping = (i: number): AcceptedPing => {
   const e = i % ENT, k = Math.floor(i / ENT);

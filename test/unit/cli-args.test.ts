@@ -49,3 +49,21 @@ test('migrations: an unreachable database is one line naming it (exit 1), withou
   assert.doesNotMatch(r.stderr, /hunter2/);
   assert.doesNotMatch(r.stderr, STACK);
 });
+
+test('worker bench-flush: --help (exit 0), a bad mode or count (exit 2), unreachable services in one line (exit 1)', () => {
+  const entry = 'dist/workers/bench-flush.js';
+  const help = run(entry, ['--help']);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /bench-flush\.js \[window\|raw\]/);
+  for (const args of [['fast'], ['raw', 'many'], ['window', '1000', '-3']]) {
+    const r = run(entry, args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /window or raw|positive whole number/);
+    assert.doesNotMatch(r.stderr, STACK);
+  }
+  const pg = run(entry, ['window', '10'], { DATABASE_URL: 'postgres://u:hunter2@127.0.0.1:1/nowhere', LOG_PRETTY: 'false' });
+  assert.equal(pg.status, 1);
+  assert.match(pg.stderr, /cannot connect to PostgreSQL at 127\.0\.0\.1:1\/nowhere/);
+  assert.doesNotMatch(pg.stderr, /hunter2/);
+  assert.doesNotMatch(pg.stderr, STACK);
+});

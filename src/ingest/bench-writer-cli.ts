@@ -69,7 +69,7 @@ const c1 = await redisCpu();
 const u = process.cpuUsage(u0);
 const total = N * ROUNDS;
 process.stdout.write(JSON.stringify({
-  pings: total, batch: Math.min(BATCH, N), concurrency: CONC, clusterSafe: values['cluster-safe'], seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
+  pings: total, batch: Math.min(BATCH, N), concurrency: CONC, clusterSafe: values['cluster-safe'], entityStateInAof: values['entity-state-in-aof'], seconds: Number(secs.toFixed(2)), pingsPerSecond: Math.round(total / secs),
   redisCpuMicrosPerPing: Number((((c1 - c0) * 1e6) / total).toFixed(1)), processCpuMicrosPerPing: Number(((u.user + u.system) / total).toFixed(1)),
 }) + '\n');
 const ks = await redis.keys(`${prefix}*`);

@@ -16,7 +16,8 @@ export interface LiveWriterOptions {
   /**
    * true: every script call touches keys of one hash tag (one call per entity bucket, one per
    * cell), as Redis Cluster requires. false (default): one call per step for the whole batch,
-   * on a single Redis: a third less gateway CPU and less Redis CPU per ping (docs/ingest.md).
+   * on a single Redis: about a fifth less gateway CPU and less Redis CPU per single-ping frame
+   * (docs/ingest.md).
    */
   clusterSafe?: boolean;
   /**
@@ -73,12 +74,13 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       if (pings.length === 0) return { outcomes: [], moves: [] };
       // 1. Entity step: one script call decides every ping of its entities: per entity bucket
       //    (hash tag) when cluster-safe, else per tenant (ids are unique within a tenant).
-      const byBucket = new Map<string, Map<string, number[]>>();
+      /** Pings of each script call's group (bucket or tenant), by entity id: indices into the batch. */
+      const groups = new Map<string, Map<string, number[]>>();
       for (let i = 0; i < pings.length; i++) {
         const p = pings[i]!;
-        const b = perTag ? `${p.tenant}\u0000${entityBucket(p.id)}` : p.tenant;
-        let ents = byBucket.get(b);
-        if (!ents) byBucket.set(b, (ents = new Map()));
+        const g = perTag ? `${p.tenant}\u0000${entityBucket(p.id)}` : p.tenant;
+        let ents = groups.get(g);
+        if (!ents) groups.set(g, (ents = new Map()));
         const list = ents.get(p.id);
         if (list) list.push(i); else ents.set(p.id, [i]);
       }
@@ -86,7 +88,7 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       for (let i = 0; i < pings.length; i++) packed[i] = encodeAccepted(pings[i]!);
       const pipe1 = scriptPipeline(redis);
       const order: number[][] = [];
-      for (const ents of byBucket.values()) {
+      for (const ents of groups.values()) {
         let ks: string[] = [];
         blob.reset();
         const call = (): void => {

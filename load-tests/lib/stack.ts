@@ -57,7 +57,10 @@ export function startNodeChild(name: string, entry: string, env: Record<string, 
   proc.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-8000); });
   // BENCH_CHILD_LOG_DIR keeps each child's whole output (e.g. with --trace-gc) in <dir>/<name>.log.
   const keep = process.env.BENCH_CHILD_LOG_DIR ? createWriteStream(join(process.env.BENCH_CHILD_LOG_DIR, `${name}.log`), { flags: 'a' }) : undefined;
-  if (keep) proc.stderr!.pipe(keep, { end: false });
+  if (keep) {
+    proc.stderr!.pipe(keep, { end: false });
+    proc.once('close', () => keep.end()); // 'close': both output streams are done
+  }
   createInterface({ input: proc.stdout! }).on('line', (line) => {
     keep?.write(`${line}\n`);
     let obj: Record<string, unknown>;

@@ -1,8 +1,12 @@
-// k6: map viewers on socket.io, spoken as raw Engine.IO v4 / Socket.IO v5 text frames over
-// k6/ws (k6 has no socket.io client). Each VU connects with its token, subscribes to a viewport
-// of tiles around a random point in the city, counts snapshot/update frames and measures
-// ping-to-screen delay (arrival − the ping's ts) of every entity update. Room payloads are
-// socket.io binary events (MessagePack attachments), decoded by lib/geoflux.js decodeMsgpack.
+// k6: map viewers on socket.io, spoken as raw Engine.IO v4 / Socket.IO v5 over k6/ws (k6 has no
+// socket.io client), with the gateway's packet format, socket.io-msgpack-parser: Engine.IO control
+// frames (open, ping/pong, close) are text messages, every Socket.IO packet (connect, event, ack,
+// connect_error) is one binary message holding the MessagePack packet { type, nsp, data, id? }
+// (lib/geoflux.js sioConnectPacket / sioEventPacket / parsePacket). Each VU connects with its token,
+// subscribes to a viewport of tiles around a random point in the city, counts snapshot/update
+// events and measures ping-to-screen delay (arrival − the ping's ts) of every entity update. A room
+// event is ['update' | 'snapshot', 'z/x/y', <bin>], the bin being MessagePack PackedEntity[],
+// decoded with decodeMsgpack and unpackEntity.
 //
 //   k6 run -e HOST=127.0.0.1:8080 -e TOKEN=$(npm run -s token -- --scope subscribe) -e VIEWERS=200 load-tests/k6/map-viewers.js
 //
@@ -12,7 +16,7 @@ import ws from 'k6/ws';
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
-import { SIO_PATH, WS_BASE, clientToken, decodeMsgpack, envInt, parseFrame, randomPointInCity, sioConnectFrame, sioEventFrame, unpackEntity, viewportTiles } from './lib/geoflux.js';
+import { SIO_PATH, WS_BASE, clientToken, decodeMsgpack, envInt, parseFrame, parsePacket, randomPointInCity, sioConnectPacket, sioEventPacket, unpackEntity, viewportTiles } from './lib/geoflux.js';
 
 export const deliveryDelay = new Trend('delivery_delay', true);
 export const updatesReceived = new Counter('updates_received');
@@ -55,34 +59,37 @@ export function viewer() {
   let nextAck = 1;
   const acks = {};
   let connected = false;
-  /** A binary event waiting for its attachment (the next binary frame). */
-  let pendingBinary = null;
+  /** A room event [name, tile, payload]: payload is MessagePack PackedEntity[] (bin). */
   const onEvent = (name, payload) => {
-    if (name === 'update' && Array.isArray(payload)) {
-      const now = Date.now();
-      for (let i = 0; i < payload.length; i++) deliveryDelay.add(now - unpackEntity(payload[i]).ts);
-      updatesReceived.add(payload.length);
-    } else if (name === 'snapshot') {
-      snapshotsReceived.add(1);
-    }
+    if (name !== 'update' && name !== 'snapshot') return;
+    let entities;
+    try { entities = decodeMsgpack(payload); } catch (e) { binaryUpdates.add(1); return; }
+    if (!Array.isArray(entities)) { binaryUpdates.add(1); return; }
+    if (name === 'snapshot') { snapshotsReceived.add(1); return; }
+    const now = Date.now();
+    for (let i = 0; i < entities.length; i++) deliveryDelay.add(now - unpackEntity(entities[i]).ts);
+    updatesReceived.add(entities.length);
   };
 
   const res = ws.connect(`${WS_BASE}${SIO_PATH}`, { tags: { name: 'socket.io' } }, (socket) => {
     const emit = (name, args, onAck) => {
       const id = nextAck++;
       acks[id] = onAck;
-      socket.send(sioEventFrame(name, args, id));
+      socket.sendBinary(sioEventPacket(name, args, id));
     };
+    // Engine.IO control frames (text).
     socket.on('message', (text) => {
       let f;
       try { f = parseFrame(text); } catch (e) { viewerErrors.add(1); return; }
-      if (f.eio === 'open') {
-        socket.send(sioConnectFrame({ token }));
-      } else if (f.eio === 'ping') {
-        socket.send('3');
-      } else if (f.eio === 'close') {
-        socket.close();
-      } else if (f.sio === 'connect') {
+      if (f.eio === 'open') socket.sendBinary(sioConnectPacket({ token }));
+      else if (f.eio === 'ping') socket.send('3');
+      else if (f.eio === 'close') socket.close();
+    });
+    // Socket.IO packets (binary, MessagePack).
+    socket.on('binaryMessage', (buf) => {
+      let pkt;
+      try { pkt = parsePacket(buf); } catch (e) { viewerErrors.add(1); return; }
+      if (pkt.sio === 'connect') {
         connected = true;
         viewerErrors.add(0);
         emit('subscribe', [{ tiles }], (ack) => {
@@ -90,28 +97,19 @@ export function viewer() {
           subscribeOk.add(ok ? 1 : 0);
           check(ack, { 'subscribe acknowledged ok': () => ok });
         });
-      } else if (f.sio === 'connect_error') {
+      } else if (pkt.sio === 'connect_error') {
         viewerErrors.add(1);
-        check(f.data, { 'socket.io connect accepted': () => false });
+        check(pkt.data, { 'socket.io connect accepted': () => false });
         socket.close();
-      } else if (f.sio === 'ack') {
-        const cb = acks[f.ackId];
-        delete acks[f.ackId];
-        if (cb) cb(f.data && f.data[0]);
-      } else if (f.sio === 'event') {
-        onEvent(f.data[0], f.data[2]);
-      } else if (f.sio === 'binary_event') {
-        // [name, tile, {_placeholder, num: 0}]: the MessagePack payload is the next binary frame.
-        pendingBinary = f.data[0];
+      } else if (pkt.sio === 'ack') {
+        const cb = acks[pkt.ackId];
+        delete acks[pkt.ackId];
+        if (cb) cb(pkt.data && pkt.data[0]);
+      } else if (pkt.sio === 'event' && Array.isArray(pkt.data)) {
+        onEvent(pkt.data[0], pkt.data[2]);
+      } else if (pkt.sio === 'disconnect') {
+        socket.close();
       }
-    });
-    socket.on('binaryMessage', (buf) => {
-      const name = pendingBinary;
-      pendingBinary = null;
-      if (name === null) return;
-      let payload;
-      try { payload = decodeMsgpack(buf); } catch (e) { binaryUpdates.add(1); return; }
-      onEvent(name, payload);
     });
     socket.on('error', () => viewerErrors.add(1));
     socket.setTimeout(() => socket.close(1000), VIEW_SECONDS * 1000);

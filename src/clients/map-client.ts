@@ -19,6 +19,7 @@ import type {
   ClientToServerEvents, EntityUpdate, FollowAck, LeftEntity, ServerToClientEvents, SubscribeAck, TileAggregate,
 } from '../protocol/rooms.js';
 import { SOCKET_PATH, unpackEntity, type PackedEntity } from '../protocol/rooms.js';
+import { roomsParser } from '../protocol/rooms-parser.js';
 
 export type { EntityUpdate, LeftEntity, TileAggregate, SubscribeAck, FollowAck };
 
@@ -152,7 +153,7 @@ export class MapClient {
       forceNew: options.forceNew ?? true,
     };
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {
-      path: SOCKET_PATH, transports: ['websocket'], auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
+      path: SOCKET_PATH, parser: roomsParser, transports: ['websocket'], auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
         Promise.resolve().then(token).then((t) => cb({ token: t }), () => cb({}));
       }, forceNew: opts.forceNew,
       reconnection: opts.reconnect, reconnectionDelay: 200, reconnectionDelayMax: 2000, timeout: opts.connectTimeoutMs,

@@ -1,6 +1,7 @@
 /**
  * socket.io contract between the gateway and map clients (typed event maps).
- * Position payloads are MessagePack-encoded `PackedEntity[]` (binary attachments).
+ * Position payloads are MessagePack-encoded `PackedEntity[]` (byte strings inside the events;
+ * the packets themselves are MessagePack too, src/protocol/rooms-parser.ts).
  */
 export interface EntityUpdate {
   id: string;

@@ -12,6 +12,7 @@ import { ENTITY_ID_RE } from '../protocol/ping.js';
 import type { LiveEvents } from '../protocol/live.js';
 import type { ClientToServerEvents, FollowAck, ServerToClientEvents, SubscribeAck } from '../protocol/rooms.js';
 import { packEntity, ROOM_ERROR_CODES, SOCKET_PATH } from '../protocol/rooms.js';
+import { roomsParser } from '../protocol/rooms-parser.js';
 import { parseTile, tileKey, tilesInBBox, type BBox } from '../geo/tiles.js';
 import type { Keys } from '../store/redis/keys.js';
 import { createCoalescer } from './coalescer.js';
@@ -107,6 +108,7 @@ export function createRooms(d: RoomsDeps): Rooms {
   const vehicleMinZoom = Math.max(o.minZoom, o.aggregateBelowZoom);
   const io: IoServer = new Server({
     path: SOCKET_PATH,
+    parser: roomsParser,
     transports: ['websocket', 'polling'],
     allowRequest: (_req, cb) => cb(null, d.allowConnection?.() ?? true),
     // Redis 7 sharded Pub/Sub, one channel per room: a gateway only receives rooms it has members in.

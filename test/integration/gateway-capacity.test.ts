@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io, type Socket } from 'socket.io-client';
+import { roomsParser } from '../../src/protocol/rooms-parser.js';
 import { DriverClient, DriverConnectError } from '../../src/clients/driver-client.js';
 import { startIngestEnv, type IngestEnv } from './ingest-helpers.js';
 import { token } from '../helpers/tokens.js';
@@ -25,7 +26,7 @@ test('the limit follows the open-files limit unless set lower', () => {
 test('drivers and map clients beyond the limit are refused with a clear error; room frees up again', async () => {
   const ws = env.gw.url.replace('http', 'ws');
   const drivers = await Promise.all([1, 2].map(async (i) => DriverClient.connect(ws, await token(`car-${i}`, ['ingest']))));
-  const map1: Socket = io(env.gw.url, { transports: ['websocket'], auth: { token: await token('map-1', ['subscribe']) }, reconnection: false });
+  const map1: Socket = io(env.gw.url, { parser: roomsParser, transports: ['websocket'], auth: { token: await token('map-1', ['subscribe']) }, reconnection: false });
   await new Promise<void>((resolve, reject) => { map1.on('connect', resolve); map1.on('connect_error', reject); });
 
   // Full: 2 drivers + 1 map client.
@@ -35,7 +36,7 @@ test('drivers and map clients beyond the limit are refused with a clear error; r
     assert.equal(err.code, 'OVERLOADED');
     return true;
   });
-  const map2: Socket = io(env.gw.url, { transports: ['websocket'], auth: { token: await token('map-2', ['subscribe']) }, reconnection: false });
+  const map2: Socket = io(env.gw.url, { parser: roomsParser, transports: ['websocket'], auth: { token: await token('map-2', ['subscribe']) }, reconnection: false });
   const refused = await new Promise<Error>((resolve, reject) => { map2.on('connect_error', resolve); map2.on('connect', () => reject(new Error('map-2 connected past the limit'))); });
   assert.ok(refused);
   map2.close();

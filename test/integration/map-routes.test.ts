@@ -47,7 +47,7 @@ test('the page and its assets are served with the right content types', async ()
   for (const [path, type] of [
     ['/', 'text/html'], ['/map', 'text/html'], ['/static/app.js', 'text/javascript'], ['/static/style.css', 'text/css'],
     ['/vendor/leaflet/leaflet.js', 'text/javascript'], ['/vendor/leaflet/leaflet.css', 'text/css'], ['/vendor/leaflet/images/layers.png', 'image/png'],
-    ['/vendor/msgpackr/index.min.js', 'text/javascript'], ['/vendor/socket.io/socket.io.min.js', 'text/javascript'],
+    ['/vendor/msgpackr/index.min.js', 'text/javascript'], ['/vendor/socket.io/socket.io.msgpack.min.js', 'text/javascript'],
   ] as const) {
     const r = await rawGet(gateway.port, path);
     assert.equal(r.status, 200, path);
@@ -56,6 +56,7 @@ test('the page and its assets are served with the right content types', async ()
   }
   const page = await rawGet(gateway.port, '/');
   assert.match(page.body, /\/vendor\/leaflet\/leaflet\.js/);
+  assert.match(page.body, /\/vendor\/socket\.io\/socket\.io\.msgpack\.min\.js/, 'the socket.io build with the rooms\' packet parser');
   assert.doesNotMatch(page.body, /https?:\/\/(unpkg|cdn|cdnjs)/, 'no CDN');
 });
 

@@ -8,6 +8,7 @@ import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient, MapConnectError, type EntityUpdate } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
 import { until, sleep } from '../helpers/wait.js';
+import { io } from 'socket.io-client';
 
 /** Who may subscribe and follow; caps; viewport changes; reconnect gives a fresh snapshot. */
 type Gw = Child & { url: string };
@@ -51,6 +52,25 @@ async function driver(gw: Gw, id: string, tenant = 'acme'): Promise<DriverClient
   return d;
 }
 
+
+test('a client speaking socket.io\'s default packet format is closed, and the gateway keeps serving', async () => {
+  // The rooms use socket.io-msgpack-parser; a default-parser client's text packets do not decode.
+  const old = io(A.url, { path: '/socket.io', transports: ['websocket'], auth: { token: await token('old-map', ['subscribe']) }, reconnection: false });
+  try {
+    const outcome = await new Promise<string>((resolve) => {
+      old.on('connect', () => resolve('connected'));
+      old.on('connect_error', () => resolve('refused'));
+      old.on('disconnect', () => resolve('refused'));
+      setTimeout(() => resolve('timeout'), 5000).unref();
+    });
+    assert.equal(outcome, 'refused');
+  } finally {
+    old.close();
+  }
+  const m = await connect(A, await token('new-map', ['subscribe']));
+  const tile = cellOf(-8.611, 41.149, 14);
+  assert.deepEqual(await m.subscribeTiles([tile]), { ok: true, tiles: [tile] });
+});
 
 test('a token without the subscribe scope, or no token, is refused at the handshake', async () => {
   await assert.rejects(MapClient.connect(A.url, await token('drv', ['ingest']), { reconnect: false }),

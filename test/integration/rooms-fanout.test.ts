@@ -11,6 +11,8 @@ import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
 import { sleep } from '../helpers/wait.js';
+import { unpack } from 'msgpackr';
+import { roomsParser } from '../../src/protocol/rooms-parser.js';
 
 /**
  * Fan-out cost: rooms nobody watches are never published; only gateways with members of a room
@@ -87,20 +89,29 @@ test('a subscriber that stops reading is disconnected; another subscriber of the
   const lat = 41.149, lon = -8.611;
   const tile = cellOf(lon, lat, 14);
   // The slow one: a raw engine.io/socket.io client that subscribes, then never reads again.
+  // Engine.IO frames are text (`0{…}` open); socket.io packets are MessagePack, one binary
+  // message each (the rooms' parser, src/protocol/rooms-parser.ts).
   const slow = new WebSocket(`${A.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
   open.push({ close: () => slow.terminate() });
   const text: string[] = [];
-  slow.on('message', (m, isBinary) => { if (!isBinary) text.push(m.toString()); });
+  const packets: { type: number; id?: number; data?: unknown }[] = [];
+  slow.on('message', (m, isBinary) => {
+    if (isBinary) packets.push(unpack(m as Buffer) as { type: number; id?: number });
+    else text.push(m.toString());
+  });
   await new Promise((resolve, reject) => { slow.once('open', resolve); slow.once('error', reject); });
-  const waitText = async (pred: (s: string) => boolean): Promise<void> => {
+  const waitFor = async (what: string, pred: () => boolean): Promise<void> => {
     const end = Date.now() + 5000;
-    while (!text.some(pred)) { if (Date.now() > end) throw new Error(`no frame; got ${text.join(' | ')}`); await sleep(10); }
+    while (!pred()) { if (Date.now() > end) throw new Error(`no ${what}; got ${text.join(' | ')} ${JSON.stringify(packets)}`); await sleep(10); }
   };
-  await waitText((s) => s.startsWith('0{'));
-  slow.send(`40${JSON.stringify({ token: await token('map-slow', ['subscribe']) })}`);
-  await waitText((s) => s.startsWith('40{'));
-  slow.send(`420${JSON.stringify(['subscribe', { tiles: [tile] }])}`);
-  await waitText((s) => s.startsWith('430'));
+  const encoder = new roomsParser.Encoder();
+  // (the parser's .d.ts says encode returns an ArrayBuffer; it returns [Buffer])
+  const sendPacket = (packet: object): void => { slow.send((encoder.encode(packet) as unknown as Buffer[])[0]!); };
+  await waitFor('open frame', () => text.some((s) => s.startsWith('0{')));
+  sendPacket({ type: 0, nsp: '/', data: { token: await token('map-slow', ['subscribe']) } });
+  await waitFor('CONNECT', () => packets.some((p) => p.type === 0));
+  sendPacket({ type: 2, nsp: '/', id: 0, data: ['subscribe', { tiles: [tile] }] });
+  await waitFor('subscribe ack', () => packets.some((p) => p.type === 3 && p.id === 0));
   slow.pause(); // stops reading the TCP socket (so it would not see the close either)
 
   const fast = await MapClient.connect(A.url, await token('map-fast', ['subscribe']));

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
+import { roomsParser } from '../../src/protocol/rooms-parser.js';
 import { unpack } from 'msgpackr';
 import pg from 'pg';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
@@ -33,7 +34,7 @@ test('a ping reaches a tile subscriber, /v1/nearby and PostGIS', async () => {
   const lat = 41.1496, lon = -8.611, ts = Date.now();
   const tile = cellOf(lon, lat, 15);
 
-  const viewer: Socket = io(gateway.url, { transports: ['websocket'], auth: { token: await token('map-1', ['subscribe']) } });
+  const viewer: Socket = io(gateway.url, { parser: roomsParser, transports: ['websocket'], auth: { token: await token('map-1', ['subscribe']) } });
   await new Promise<void>((resolve, reject) => { viewer.on('connect', resolve); viewer.on('connect_error', reject); });
   const sub = await viewer.emitWithAck('subscribe', { tiles: [tile] });
   assert.deepEqual(sub, { ok: true, tiles: [tile] });

@@ -1,5 +1,6 @@
 // Shared helpers of the geoflux k6 scripts (k6 modules only): environment, tokens, plausible
-// vehicle paths, tile math, and the Engine.IO v4 / Socket.IO v5 text framing.
+// vehicle paths, tile math, Engine.IO v4 / Socket.IO v5 framing with socket.io-msgpack-parser, and a
+// small MessagePack encoder/decoder.
 import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
 
@@ -108,27 +109,61 @@ export function viewportTiles(lat, lon, z, w, h) {
   return out;
 }
 
-// ---------------------------------------------------------------- Engine.IO v4 / Socket.IO v5 text framing
-// Engine.IO packet types: 0 open, 1 close, 2 ping, 3 pong, 4 message. A Socket.IO packet rides
-// in an Engine.IO message: 0 CONNECT, 1 DISCONNECT, 2 EVENT, 3 ACK, 4 CONNECT_ERROR,
-// 5 BINARY_EVENT, 6 BINARY_ACK; then an optional ack id (digits), then the JSON payload.
-//   40{"token":"…","format":"json"}     connect to "/" with auth
-//   421["subscribe",{"tiles":[…]}]       event with ack id 1  →  431[{"ok":true,…}]
-//   42["update","14/x/y",[…]]            server event (JSON payloads when format=json)
+// ---------------------------------------------------------------- Engine.IO v4 / Socket.IO v5 with the msgpack parser
+// The tile rooms use socket.io-msgpack-parser (src/protocol/rooms-parser.ts). Two layers:
+//
+// Engine.IO frames the connection. Its control packets are TEXT WebSocket messages whose first
+// character is the packet type: 0 open (`0{"sid":…,"pingInterval":…}`), 1 close, 2 ping, 3 pong,
+// 6 noop (parseFrame). The server pings; the client answers `3`. An Engine.IO message (type 4)
+// with binary data is a BINARY WebSocket message holding just the data, with no type prefix.
+//
+// Every Socket.IO packet is one such binary message: the MessagePack encoding of the object
+// { type, nsp, data, id? } with type 0 CONNECT, 1 DISCONNECT, 2 EVENT, 3 ACK, 4 CONNECT_ERROR,
+// nsp the namespace ("/"), and id the ack id (the key is absent when there is none). There are no
+// binary attachments: bytes travel inside the packet as MessagePack bin.
+//   client → { type: 0, nsp: '/', data: { token } }                      connect with auth
+//   server → { type: 0, nsp: '/', data: { sid, pid } }                   accepted (pid undefined: see decodeMsgpack)
+//   server → { type: 4, nsp: '/', data: { message, data: { code } } }    refused
+//   client → { type: 2, nsp: '/', data: ['subscribe', { tiles }], id: 1 } event with ack id 1
+//   server → { type: 3, nsp: '/', data: [{ ok: true, … }], id: 1 }      its ack
+//   server → { type: 2, nsp: '/', data: ['update', 'z/x/y', <bin>] }    room frame; the bin is itself
+//            MessagePack PackedEntity[] (decodeMsgpack it again, then unpackEntity each entry)
 export const SIO_PATH = '/socket.io/?EIO=4&transport=websocket';
 
-export function sioConnectFrame(auth) {
-  return `40${JSON.stringify(auth)}`;
+const SIO_TYPES = ['connect', 'disconnect', 'event', 'ack', 'connect_error'];
+
+/** The CONNECT packet to namespace "/" with an auth payload (e.g. { token }), for sendBinary. */
+export function sioConnectPacket(auth) {
+  return encodeMsgpack(auth === undefined ? { type: 0, nsp: '/' } : { type: 0, nsp: '/', data: auth });
 }
 
-export function sioEventFrame(name, args, ackId) {
-  return `42${ackId === undefined ? '' : ackId}${JSON.stringify([name].concat(args))}`;
+/** An EVENT packet [name, ...args], asking for an ack when ackId is given, for sendBinary. */
+export function sioEventPacket(name, args, ackId) {
+  const p = { type: 2, nsp: '/', data: [name].concat(args || []) };
+  if (ackId !== undefined) p.id = ackId;
+  return encodeMsgpack(p);
 }
 
 /**
- * Parses one text frame: { eio, sio?, ackId?, data? }. eio = 'open' | 'ping' | 'pong' |
- * 'close' | 'message' | 'noop'; for messages, sio = 'connect' | 'disconnect' | 'event' | 'ack' |
- * 'connect_error' | 'binary_event' | 'binary_ack'.
+ * Parses one binary message (ArrayBuffer or Uint8Array) as a Socket.IO packet: { sio, ackId, data }.
+ * sio = 'connect' | 'disconnect' | 'event' | 'ack' | 'connect_error' | 'unknown'; ackId is
+ * undefined without an ack id; data is the packet's data (an array for events and acks, bin values
+ * as Uint8Array). Throws if the bytes are not MessagePack.
+ */
+export function parsePacket(input) {
+  const p = decodeMsgpack(input);
+  const ok = p !== null && typeof p === 'object' && !Array.isArray(p);
+  return {
+    sio: (ok && Number.isInteger(p.type) && SIO_TYPES[p.type]) || 'unknown',
+    ackId: ok && typeof p.id === 'number' ? p.id : undefined,
+    data: ok ? p.data : undefined,
+  };
+}
+
+/**
+ * Parses one Engine.IO text frame: { eio, data? }. eio = 'open' (data: the handshake object) |
+ * 'close' | 'ping' | 'pong' | 'noop' | 'message' (data: the text; the msgpack parser never sends
+ * text messages) | 'unknown'.
  */
 export function parseFrame(text) {
   const t = text.charAt(0);
@@ -136,25 +171,9 @@ export function parseFrame(text) {
   if (t === '1') return { eio: 'close' };
   if (t === '2') return { eio: 'ping' };
   if (t === '3') return { eio: 'pong' };
+  if (t === '4') return { eio: 'message', data: text.slice(1) };
   if (t === '6') return { eio: 'noop' };
-  if (t !== '4') return { eio: 'unknown' };
-  const kinds = ['connect', 'disconnect', 'event', 'ack', 'connect_error', 'binary_event', 'binary_ack'];
-  const sio = kinds[Number(text.charAt(1))] || 'unknown';
-  let i = 2;
-  if (sio === 'binary_event' || sio === 'binary_ack') {
-    while (i < text.length && text.charAt(i) !== '-') i++;
-    i++;
-  }
-  if (text.charAt(i) === '/') { // namespace other than "/"
-    while (i < text.length && text.charAt(i) !== ',') i++;
-    i++;
-  }
-  let ackId;
-  const start = i;
-  while (i < text.length && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
-  if (i > start) ackId = Number(text.slice(start, i));
-  const rest = text.slice(i);
-  return { eio: 'message', sio, ackId, data: rest ? JSON.parse(rest) : undefined };
+  return { eio: 'unknown' };
 }
 
 /**
@@ -171,10 +190,11 @@ export function unpackEntity(a) {
 }
 
 /**
- * MessagePack decoder for the room payloads (k6 has no msgpack module and no TextDecoder).
- * Room frames are socket.io binary events: a text frame `451-["update","z/x/y",{"_placeholder":true,"num":0}]`
- * followed by one binary frame holding MessagePack `PackedEntity[]` (see unpackEntity). Covers the whole format
- * except extension types (the gateway sends none).
+ * MessagePack decoder (k6 has no msgpack module and no TextDecoder), for the Socket.IO packets
+ * (parsePacket) and the room payloads inside them: the bin at data[2] of an `update`/`snapshot`
+ * event is MessagePack `PackedEntity[]` (see unpackEntity). Covers the whole format; of the
+ * extension types only notepack.io's type 0 (undefined, Date, ArrayBuffer; see ext below), which
+ * socket.io-msgpack-parser writes. bin values come back as Uint8Array.
  */
 export function decodeMsgpack(input) {
   const bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
@@ -187,6 +207,17 @@ export function decodeMsgpack(input) {
   const bin = (n) => { const b = bytes.slice(pos, pos + n); pos += n; return b; };
   const arr = (n) => { const a = new Array(n); for (let i = 0; i < n; i++) a[i] = read(); return a; };
   const map = (n) => { const o = {}; for (let i = 0; i < n; i++) { const k = read(); o[k] = read(); } return o; };
+  // Extension type 0 as notepack.io 2.x (socket.io-msgpack-parser) writes it: undefined is fixext 1
+  // (socket.io's CONNECT reply { sid, pid } has pid undefined), a Date fixext 8 (ms), and an
+  // ArrayBuffer or non-Buffer typed array ext 8/16/32 (returned as Uint8Array, like bin).
+  const ext = (n, fixed) => {
+    const t = view.getInt8(pos++);
+    if (t !== 0 || (fixed && n !== 1 && n !== 8)) throw new Error(`msgpack: unsupported extension type ${t} (${n} bytes)`);
+    if (!fixed) return bin(n);
+    if (n === 1) { pos += 1; return undefined; }
+    const hi = view.getInt32(pos); pos += 4;
+    return new Date(hi * 4294967296 + u32());
+  };
   function read() {
     if (pos >= bytes.length) throw new Error('msgpack: truncated');
     const b = u8();
@@ -202,6 +233,9 @@ export function decodeMsgpack(input) {
       case 0xc4: return bin(u8());
       case 0xc5: return bin(u16());
       case 0xc6: return bin(u32());
+      case 0xc7: return ext(u8(), false);
+      case 0xc8: return ext(u16(), false);
+      case 0xc9: return ext(u32(), false);
       case 0xca: { const v = view.getFloat32(pos); pos += 4; return v; }
       case 0xcb: { const v = view.getFloat64(pos); pos += 8; return v; }
       case 0xcc: return u8();
@@ -212,6 +246,11 @@ export function decodeMsgpack(input) {
       case 0xd1: { const v = view.getInt16(pos); pos += 2; return v; }
       case 0xd2: { const v = view.getInt32(pos); pos += 4; return v; }
       case 0xd3: { const hi = view.getInt32(pos); pos += 4; return hi * 4294967296 + u32(); }
+      case 0xd4: return ext(1, true);
+      case 0xd5: return ext(2, true);
+      case 0xd6: return ext(4, true);
+      case 0xd7: return ext(8, true);
+      case 0xd8: return ext(16, true);
       case 0xd9: return str(u8());
       case 0xda: return str(u16());
       case 0xdb: return str(u32());
@@ -225,6 +264,80 @@ export function decodeMsgpack(input) {
   const value = read();
   if (pos !== bytes.length) throw new Error('msgpack: trailing bytes');
   return value;
+}
+
+/**
+ * MessagePack encoder for what a client sends, returning an ArrayBuffer (for socket.sendBinary).
+ * null and undefined → nil (object keys whose value is undefined are left out, as in JSON);
+ * booleans; integers up to ±2^53 in the smallest int/uint form (64-bit ones included); other
+ * numbers → float64; strings → UTF-8 (surrogate pairs joined, lone surrogates → U+FFFD);
+ * ArrayBuffer and typed arrays/DataView → bin; arrays; other objects → map of their own keys.
+ */
+export function encodeMsgpack(value) {
+  const out = [];
+  const f64 = new DataView(new ArrayBuffer(8));
+  const be = (n, size) => { for (let s = (size - 1) * 8; s >= 0; s -= 8) out.push((n >>> s) & 0xff); };
+  const be64 = (n) => { const hi = Math.floor(n / 4294967296); be(hi, 4); be(n - hi * 4294967296, 4); };
+  const bytes = (b) => { for (let i = 0; i < b.length; i++) out.push(b[i]); };
+  /** A length header: fix form below fixMax (none if 0), then the 8 (if c8), 16 and 32-bit forms. */
+  function head(n, fix, fixMax, c8, c16, c32) {
+    if (n < fixMax) out.push(fix | n);
+    else if (c8 && n < 0x100) out.push(c8, n);
+    else if (n < 0x10000) { out.push(c16); be(n, 2); }
+    else { out.push(c32); be(n, 4); }
+  }
+  function int(n) {
+    if (n >= 0) {
+      if (n < 0x80) out.push(n);
+      else if (n < 0x100) out.push(0xcc, n);
+      else if (n < 0x10000) { out.push(0xcd); be(n, 2); }
+      else if (n < 0x100000000) { out.push(0xce); be(n, 4); }
+      else { out.push(0xcf); be64(n); }
+    } else if (n >= -0x20) out.push(n & 0xff);
+    else if (n >= -0x80) out.push(0xd0, n & 0xff);
+    else if (n >= -0x8000) { out.push(0xd1); be(n, 2); }
+    else if (n >= -0x80000000) { out.push(0xd2); be(n, 4); }
+    else { out.push(0xd3); be64(n); }
+  }
+  function str(s) {
+    const b = [];
+    for (let i = 0; i < s.length; i++) {
+      let c = s.charCodeAt(i);
+      if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+        const d = s.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d < 0xe000) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++; }
+      }
+      if (c >= 0xd800 && c < 0xe000) c = 0xfffd;
+      if (c < 0x80) b.push(c);
+      else if (c < 0x800) b.push(0xc0 | (c >> 6), 0x80 | (c & 0x3f));
+      else if (c < 0x10000) b.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+      else b.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 0x3f), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f));
+    }
+    head(b.length, 0xa0, 0x20, 0xd9, 0xda, 0xdb);
+    bytes(b);
+  }
+  function write(v) {
+    if (v === null || v === undefined) out.push(0xc0);
+    else if (typeof v === 'boolean') out.push(v ? 0xc3 : 0xc2);
+    else if (typeof v === 'number') {
+      if (Number.isInteger(v) && Math.abs(v) <= Number.MAX_SAFE_INTEGER && !Object.is(v, -0)) int(v);
+      else { f64.setFloat64(0, v); out.push(0xcb); bytes(new Uint8Array(f64.buffer)); }
+    } else if (typeof v === 'string') str(v);
+    else if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) {
+      const b = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+      head(b.length, 0, 0, 0xc4, 0xc5, 0xc6);
+      bytes(b);
+    } else if (Array.isArray(v)) {
+      head(v.length, 0x90, 0x10, 0, 0xdc, 0xdd);
+      for (let i = 0; i < v.length; i++) write(v[i]);
+    } else if (typeof v === 'object') {
+      const keys = Object.keys(v).filter((k) => v[k] !== undefined);
+      head(keys.length, 0x80, 0x10, 0, 0xde, 0xdf);
+      for (let i = 0; i < keys.length; i++) { str(keys[i]); write(v[keys[i]]); }
+    } else throw new Error(`msgpack: cannot encode ${typeof v}`);
+  }
+  write(value);
+  return new Uint8Array(out).buffer;
 }
 
 function utf8(bytes, start, n) {

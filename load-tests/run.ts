@@ -12,7 +12,7 @@ import { HELP, parseBenchArgs, type ScenarioName } from './lib/args.js';
 import { measureCeilings } from './lib/ceilings.js';
 import type { ScenarioContext } from './lib/context.js';
 import { progress, summaryTable, writeResult, type RunResult, type ScenarioResult } from './lib/report.js';
-import { benchStackUp, raiseFdLimit } from './lib/stack.js';
+import { benchStackUp, raiseFdLimit, type BenchStack } from './lib/stack.js';
 
 type Main = (ctx: ScenarioContext) => Promise<ScenarioResult | ScenarioResult[]>;
 const SCENARIO_MODULES: Record<ScenarioName, () => Promise<{ main: Main }>> = {
@@ -41,9 +41,10 @@ async function run(): Promise<number> {
     options: opts, ceilings: {}, results: [],
   };
   progress(`scenarios: ${opts.scenarios.join(', ')}; ${opts.duration}s each; open-files limit ${fdLimit}`);
-  const stack = benchStackUp();
-  if (!opts.skipCeilings) run.ceilings = await measureCeilings(stack, { redisBenchN: opts.redisBenchN, copyRows: opts.copyRows, echoSeconds: opts.smoke ? 3 : 10 });
-  const ctx: ScenarioContext = { opts, stack, ceilings: run.ceilings };
+  // The local stack starts when a scenario first needs it (never with --target).
+  let stack: BenchStack | undefined;
+  const ctx: ScenarioContext = { opts, ceilings: run.ceilings, get stack() { return (stack ??= benchStackUp()); } };
+  if (!opts.skipCeilings) run.ceilings = ctx.ceilings = await measureCeilings(ctx.stack, { redisBenchN: opts.redisBenchN, copyRows: opts.copyRows, echoSeconds: opts.smoke ? 3 : 10 });
   for (const name of opts.scenarios) {
     progress(`=== ${name}`);
     const t0 = Date.now();

@@ -3,6 +3,7 @@
  * minutes on a 2-core box); every size can be scaled up from the command line.
  */
 import { parseCliArgs } from '../../src/lifecycle/cli-args.js';
+import { BENCH_ISSUER, BENCH_JWT_SECRET } from './stack.js';
 
 export const SCENARIOS = ['ingest', 'ingest-single', 'idle', 'fanout', 'nearby', 'persistence', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -45,6 +46,10 @@ export interface BenchOptions {
   workers: number;
   /** Where the JSON result goes (default load-tests/results/bench-<time>.json). */
   out: string | undefined;
+  /** fanout against gateways that run elsewhere (--target): their base URLs; no local stack. */
+  targetGateways: string[] | undefined;
+  /** Their Redis, for its CPU figure (--target-redis); optional. */
+  targetRedis: string | undefined;
   smoke: boolean;
 }
 
@@ -69,6 +74,12 @@ export const HELP = `npm run bench -- [options]
   --persist-mode <m>        window | raw | both                      (default both)
   --workers <n>             persistence: worker processes in the steady phase (default 1)
   --no-ceilings             skip the ceiling measurements
+  --target <url[,url]>      fanout only: drive gateways running elsewhere (drivers on the first,
+                            subscribers spread over all) instead of starting a local stack; the
+                            load generator gets this machine's cores to itself. The gateways must
+                            accept the bench tokens: JWT_SECRET=${BENCH_JWT_SECRET} JWT_ISSUER=${BENCH_ISSUER}.
+                            Their Redis is not flushed; no ceilings; gateway CPU and RSS from /metrics
+  --target-redis <url>      with --target: the gateways' Redis, for its CPU figure (INFO cpu)
   --out <file>              JSON result path
   --full                    the target sizes of docs/benchmarks.md instead of the smoke
 `;
@@ -81,7 +92,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
-    full: { type: 'boolean' },
+    full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
   }, argv);
   const full = values.full === true;
   const num = (v: string | undefined, def: number): number => {
@@ -98,6 +109,15 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     const bad = scenarios.filter((x) => !(SCENARIOS as readonly string[]).includes(x));
     if (bad.length) throw new Error(`unknown scenario(s): ${bad.join(', ')}; known: ${SCENARIOS.join(', ')}`);
   }
+  const targetGateways = values.target?.split(',').map((u) => u.trim().replace(/\/+$/, '')).filter(Boolean);
+  if (targetGateways) {
+    if (targetGateways.length === 0) throw new Error('--target: one or more gateway URLs (http://host:port)');
+    for (const u of targetGateways) {
+      if (!/^https?:\/\/[^/\s]+$/.test(u)) throw new Error(`--target: not a gateway base URL (http://host:port): ${u}`);
+    }
+    if (scenarios.length !== 1 || scenarios[0] !== 'fanout') throw new Error('--target runs the fanout scenario only: add --scenario fanout');
+  }
+  if (values['target-redis'] !== undefined && !targetGateways) throw new Error('--target-redis needs --target');
   const mode = values['persist-mode'] ?? 'both';
   if (!['window', 'raw', 'both'].includes(mode)) throw new Error(`--persist-mode: window | raw | both`);
   return {
@@ -117,10 +137,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     scaleMaps: num(values['scale-maps'], full ? 5000 : 500),
     copyRows: num(values['copy-rows'], full ? 500_000 : 100_000),
     redisBenchN: num(values['redis-bench-n'], full ? 1_000_000 : 200_000),
-    skipCeilings: values['no-ceilings'] === true,
+    skipCeilings: values['no-ceilings'] === true || targetGateways !== undefined,
     persistMode: mode as BenchOptions['persistMode'],
     workers: Math.max(1, num(values.workers, 1)),
     out: values.out,
+    targetGateways,
+    targetRedis: values['target-redis'],
     smoke: !full,
   };
 }

@@ -7,7 +7,8 @@ import type { Ceilings } from './report.js';
 
 export interface ScenarioContext {
   opts: BenchOptions;
-  stack: BenchStack;
+  /** The private bench stack, started on first use. */
+  readonly stack: BenchStack;
   ceilings: Ceilings;
 }
 

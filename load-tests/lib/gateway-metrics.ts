@@ -1,11 +1,10 @@
 /** Figures scraped from the bench gateways' /metrics (prom-client text format). */
 import { round } from './hist.js';
-import type { GatewayChild } from './stack.js';
 
 export interface WriteStats { writes: number; pings: number; seconds: number; /** Event-loop delay p99 (s) of the last gateway scraped, prom-client's default metric. */ loopP99: number }
 
 /** The gateways' Redis write batches so far (sums of their histograms on /metrics). */
-export async function writeStats(gws: readonly GatewayChild[]): Promise<WriteStats> {
+export async function writeStats(gws: readonly { url: string }[]): Promise<WriteStats> {
   const t: WriteStats = { writes: 0, pings: 0, seconds: 0, loopP99: 0 };
   for (const g of gws) {
     const text = await (await fetch(`${g.url}/metrics`)).text();
@@ -22,4 +21,11 @@ export async function writeStats(gws: readonly GatewayChild[]): Promise<WriteSta
 export function writeStatsNote(a: WriteStats, b: WriteStats): string {
   const writes = Math.max(1, b.writes - a.writes);
   return `Redis writes: ${round((b.pings - a.pings) / writes, 1)} pings per write, mean write ${round(((b.seconds - a.seconds) / writes) * 1000, 2)} ms (both round trips); event-loop delay p99 ${round(b.loopP99 * 1000, 1)} ms`;
+}
+
+/** A gateway's own process figures from its /metrics (prom-client default metrics). */
+export async function processStats(url: string): Promise<{ cpuSeconds: number; rssBytes: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const v = (name: string): number => Number(new RegExp(`^${name} ([\\d.eE+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { cpuSeconds: v('geoflux_process_cpu_seconds_total'), rssBytes: v('geoflux_process_resident_memory_bytes') };
 }

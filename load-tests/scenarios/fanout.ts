@@ -4,6 +4,9 @@
  * B (socket.io, Redis adapter between them) watch z14 tiles where drivers are. Reports
  * ping-to-subscriber delay (subscriber arrival − the ping's ts), delivered entity updates/s,
  * gateway CPU per delivered update, and starved subscribers.
+ *
+ * With --target the gateways run elsewhere (the load generator then has this machine to itself):
+ * nothing is started or flushed here, and the gateways' CPU and RSS come from their /metrics.
  */
 import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
@@ -14,10 +17,20 @@ import { openViewerLoad } from '../lib/viewer-load.js';
 import { MB, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
-import { writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
+import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
 export const FANOUT_ZOOM = 14;
+
+/** A gateway under test: started here, or running elsewhere (--target). */
+interface Gateway {
+  url: string;
+  stats(): Promise<{ cpuSeconds: number; rssBytes: number }>;
+  stop(): Promise<unknown>;
+}
+
+const local = (g: GatewayChild): Gateway => ({ url: g.url, stats: async () => procSample(g.pid), stop: () => g.stop() });
+const remote = (url: string): Gateway => ({ url, stats: () => processStats(url), stop: async () => undefined });
 
 export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const o = ctx.opts;
@@ -26,11 +39,20 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const fleet = o.fleet;
   const sockets = Math.ceil(drivers / fleet);
   const subs = o.subscribers;
-  await cleanRedis(ctx.stack.redisUrl);
-  const prefix = scenarioPrefix('fanout');
-  const gws: GatewayChild[] = [];
+  const target = o.targetGateways;
+  // Redis for its CPU figure: the local stack's, or --target-redis (none: not reported).
+  const redisUrl = target ? o.targetRedis : ctx.stack.redisUrl;
+  const redisCpu = async (): Promise<number> => (redisUrl ? redisCpuSeconds(redisUrl) : NaN);
+  const gws: Gateway[] = [];
   try {
-    for (let i = 0; i < o.gateways; i++) gws.push(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`));
+    if (target) {
+      for (const url of target) gws.push(remote(url));
+      await Promise.all(gws.map((g) => g.stats().then((s) => { if (!Number.isFinite(s.cpuSeconds)) throw new Error(`${g.url}/metrics has no geoflux_process_cpu_seconds_total: is it a geoflux gateway?`); })));
+    } else {
+      await cleanRedis(ctx.stack.redisUrl);
+      const prefix = scenarioPrefix('fanout');
+      for (let i = 0; i < o.gateways; i++) gws.push(local(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`)));
+    }
     progress(`fanout: ${drivers} drivers on gateway 0${fleet > 1 ? ` (${sockets} fleet feeds of ${fleet})` : ''}, ${subs} subscribers over ${gws.length} gateways`);
     const opened = await openDrivers(gws[0]!.url, sockets, { prefix: 'fo', encoding: 'msgpack', concurrency: 128, fleet });
     // Each subscriber watches the z14 tile a driver is in: every subscribed tile has traffic.
@@ -46,18 +68,18 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const send = { rate, batch: fleet, fleet };
       await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: 1, label: 'fanout warm-up' });
       await sleep(300);
-      const c0 = gws.map((g) => procSample(g.pid).cpuSeconds);
+      const c0 = await Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds));
       const h0 = viewers.forkedCpuSeconds();
-      const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
+      const r0 = await redisCpu();
       const w0 = await writeStats(gws.slice(0, 1));
       await viewers.measure(true);
       const s = await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: o.duration, label: 'fanout' });
       await sleep(300);
       const m = await viewers.measure(false);
       const w1 = await writeStats(gws.slice(0, 1));
-      const c1 = gws.map((g) => procSample(g.pid));
+      const c1 = await Promise.all(gws.map((g) => g.stats()));
       const h1 = viewers.forkedCpuSeconds();
-      const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
+      const r1 = await redisCpu();
       const secs = s.seconds + 0.3;
       const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
       const st = starved(m.perViewer);
@@ -65,7 +87,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways; ${o.duration}s`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(", ")})` : ""}; ${o.duration}s`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },
@@ -73,7 +95,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         cpu: {
           'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, m.updates), 2),
           'gateways cores': round(gwCpu / secs, 2),
-          'redis cores': round((r1 - r0) / secs, 2),
+          ...(Number.isFinite(r1 - r0) ? { 'redis cores': round((r1 - r0) / secs, 2) } : {}),
         },
         memory: Object.fromEntries(c1.map((x, i) => [`gateway-${i} RSS MB`, round(x.rssBytes / MB, 1)])),
         targets: {

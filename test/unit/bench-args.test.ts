@@ -1,0 +1,19 @@
+/** `npm run bench` options: --target (fanout against gateways running elsewhere). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseBenchArgs } from '../../load-tests/lib/args.js';
+
+test('--target: fanout only, base URLs, no ceilings; --target-redis needs it', () => {
+  const o = parseBenchArgs(['--scenario', 'fanout', '--target', 'http://10.0.0.5:8080/, http://10.0.0.6:8080', '--target-redis', 'redis://10.0.0.7:6379']);
+  assert.deepEqual(o.targetGateways, ['http://10.0.0.5:8080', 'http://10.0.0.6:8080']);
+  assert.equal(o.targetRedis, 'redis://10.0.0.7:6379');
+  assert.equal(o.skipCeilings, true, 'the ceilings would measure this machine, not the target');
+  assert.throws(() => parseBenchArgs(['--target', 'http://10.0.0.5:8080']), /fanout scenario only/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout,ingest', '--target', 'http://10.0.0.5:8080']), /fanout scenario only/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout', '--target', '10.0.0.5:8080']), /not a gateway base URL/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout', '--target', 'http://h:1/socket.io']), /not a gateway base URL/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout', '--target-redis', 'redis://x']), /needs --target/);
+  const local = parseBenchArgs(['--scenario', 'fanout']);
+  assert.equal(local.targetGateways, undefined);
+  assert.equal(local.skipCeilings, false);
+});

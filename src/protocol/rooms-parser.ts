@@ -3,8 +3,9 @@
  * socket.io-msgpack-parser (the socket.io project's own MessagePack parser). Each event is one
  * binary WebSocket message; with socket.io's default parser an event with a binary payload (every
  * room frame) is two (a text header with a placeholder, then the attachment), which every
- * subscriber has to parse and reassemble. Measured in the fan-out benchmark: about a third less
- * CPU per frame in the subscribers (docs/rooms.md, "Wire format").
+ * subscriber has to parse and reassemble. Measured with the gateway's uWS stack
+ * (load-tests/map-client-cost.ts): about 10 % less client CPU per frame (docs/rooms.md,
+ * "Wire format").
  *
  * Both ends must use it: a client with the default parser cannot decode the gateway's packets
  * (and the gateway closes a connection whose packets it cannot decode). Browsers load

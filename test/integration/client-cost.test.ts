@@ -17,3 +17,16 @@ test('client-cost: the driver and the bare client each get one ack per frame', a
     assert.ok(Number.isFinite(r.userMicrosPerFrame) && Number.isFinite(r.kernelMicrosPerFrame));
   }
 });
+
+// load-tests/map-client-cost.ts likewise: both packet formats deliver every room frame to every
+// client and decode its entities.
+test('map-client-cost: both packet formats deliver the frames, entities decoded', async () => {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(projectRoot(), 'dist/load-tests/map-client-cost.js'), '--clients', '20', '--entities', '5', '--interval-ms', '50', '--seconds', '1', '--rounds', '1'], { timeout: 60_000 });
+  const rows = stdout.trim().split('\n').map((l) => JSON.parse(l) as { format: string; framesPerSec: number; expectedFramesPerSec: number; entitiesPerFrame: number; userMicrosPerFrame: number });
+  assert.deepEqual(rows.map((r) => r.format), ['msgpack', 'default']);
+  for (const r of rows) {
+    assert.equal(r.entitiesPerFrame, 5, r.format);
+    assert.ok(r.framesPerSec >= r.expectedFramesPerSec * 0.7, `${r.format}: ${r.framesPerSec} of ${r.expectedFramesPerSec} frames/s`);
+    assert.ok(Number.isFinite(r.userMicrosPerFrame));
+  }
+});

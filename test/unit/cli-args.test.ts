@@ -16,6 +16,7 @@ const COMMANDS: [string, string][] = [
   ['dist/src/sim/cli.js', 'geoflux simulator'],
   ['dist/src/ingest/bench-writer-cli.js', 'bench-writer-cli'],
   ['dist/load-tests/client-cost.js', 'client-cost'],
+  ['dist/load-tests/map-client-cost.js', 'map-client-cost'],
   ['dist/load-tests/run.js', 'npm run bench'],
 ];
 

@@ -87,7 +87,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(", ")})` : ""}; ${o.duration}s`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },

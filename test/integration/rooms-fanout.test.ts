@@ -10,7 +10,7 @@ import { token, TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
-import { sleep } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 import { unpack } from 'msgpackr';
 import { roomsParser } from '../../src/protocol/rooms-parser.js';
 
@@ -100,18 +100,15 @@ test('a subscriber that stops reading is disconnected; another subscriber of the
     else text.push(m.toString());
   });
   await new Promise((resolve, reject) => { slow.once('open', resolve); slow.once('error', reject); });
-  const waitFor = async (what: string, pred: () => boolean): Promise<void> => {
-    const end = Date.now() + 5000;
-    while (!pred()) { if (Date.now() > end) throw new Error(`no ${what}; got ${text.join(' | ')} ${JSON.stringify(packets)}`); await sleep(10); }
-  };
+  const seen = (what: string) => (): string => `${what}; got ${text.join(' | ')} ${JSON.stringify(packets)}`;
   const encoder = new roomsParser.Encoder();
   // (the parser's .d.ts says encode returns an ArrayBuffer; it returns [Buffer])
   const sendPacket = (packet: object): void => { slow.send((encoder.encode(packet) as unknown as Buffer[])[0]!); };
-  await waitFor('open frame', () => text.some((s) => s.startsWith('0{')));
+  await waitFor(() => text.find((s) => s.startsWith('0{')), 5000, seen('open frame'));
   sendPacket({ type: 0, nsp: '/', data: { token: await token('map-slow', ['subscribe']) } });
-  await waitFor('CONNECT', () => packets.some((p) => p.type === 0));
+  await waitFor(() => packets.find((p) => p.type === 0), 5000, seen('CONNECT'));
   sendPacket({ type: 2, nsp: '/', id: 0, data: ['subscribe', { tiles: [tile] }] });
-  await waitFor('subscribe ack', () => packets.some((p) => p.type === 3 && p.id === 0));
+  await waitFor(() => packets.find((p) => p.type === 3 && p.id === 0), 5000, seen('subscribe ack'));
   slow.pause(); // stops reading the TCP socket (so it would not see the close either)
 
   const fast = await MapClient.connect(A.url, await token('map-fast', ['subscribe']));

@@ -13,6 +13,7 @@ import { measureCeilings } from './lib/ceilings.js';
 import type { ScenarioContext } from './lib/context.js';
 import { progress, summaryTable, writeResult, type RunResult, type ScenarioResult } from './lib/report.js';
 import { benchStackUp, raiseFdLimit, type BenchStack } from './lib/stack.js';
+import { stopChildrenOnSignal } from './lib/children.js';
 
 type Main = (ctx: ScenarioContext) => Promise<ScenarioResult | ScenarioResult[]>;
 const SCENARIO_MODULES: Record<ScenarioName, () => Promise<{ main: Main }>> = {
@@ -33,6 +34,7 @@ async function run(): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n\n${HELP}`);
     return 2;
   }
+  stopChildrenOnSignal(progress);
   const fdLimit = raiseFdLimit(opts.scenarios.includes('scale') ? 200_000 : 65_536);
   const startedAt = new Date().toISOString();
   const run: RunResult = {

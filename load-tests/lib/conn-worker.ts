@@ -33,6 +33,9 @@ let viewers: ViewerStats | undefined;
 
 const reply = (r: WorkerReply): void => { process.send?.(r); };
 
+// The harness is gone (killed without a chance to stop us): nothing left to report to.
+process.on('disconnect', () => process.exit(0));
+
 process.on('message', (m: WorkerCommand) => {
   void (async () => {
     try {

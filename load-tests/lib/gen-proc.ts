@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import type { WorkerCommand, WorkerReply } from './conn-worker.js';
 import { tryProcSample } from './proc-stat.js';
+import { trackChild } from './children.js';
 
 export interface Gen { proc: ChildProcess; ask(c: WorkerCommand, timeoutMs: number): Promise<WorkerReply> }
 
 export function forkGen(): Gen {
   // BENCH_GEN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof-gen") goes to every load generator: profiling.
   const execArgv = (process.env.BENCH_GEN_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const proc = trackChild(fork(join(projectRoot(), 'dist/load-tests/lib/conn-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv }));
   return {
     proc,
     ask(c, timeoutMs) {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createWriteStream } from 'node:fs';
 import { projectRoot } from '../../src/config/load.js';
+import { trackChild } from './children.js';
 
 /** Ports of the bench stack; BENCH_REDIS_PORT / BENCH_PG_PORT move it (e.g. a second checkout benchmarking beside this one). */
 export const BENCH_REDIS_PORT = Number(process.env.BENCH_REDIS_PORT) || 6392;
@@ -47,10 +48,10 @@ const MAX_KEPT_LOGS = 2000;
 export function startNodeChild(name: string, entry: string, env: Record<string, string>, args: string[] = []): NodeChild {
   // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to every gateway/worker child: profiling.
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, join(projectRoot(), entry), ...args], {
+  const proc = trackChild(spawn(process.execPath, [...nodeArgs, join(projectRoot(), entry), ...args], {
     env: { ...process.env, LOG_PRETTY: 'false', LOG_LEVEL: 'info', NODE_ENV: 'production', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let stderr = '';

@@ -78,6 +78,12 @@ export class Latency {
   }
 }
 
+/** A p99 latency target: met only when there were samples (no traffic is not a pass). */
+export function p99Under(ms: number, s: LatencySummary): { target: string; value: number | string; ok: boolean } {
+  if (s.count === 0) return { target: `< ${ms} ms`, value: 'no samples', ok: false };
+  return { target: `< ${ms} ms`, value: s.p99, ok: s.p99 < ms };
+}
+
 export function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as hdr from 'hdr-histogram-js';
-import { Latency } from '../../load-tests/lib/hist.js';
+import { Latency, p99Under } from '../../load-tests/lib/hist.js';
 
 test('whole-ms fast path gives the same summary as HdrHistogram alone', () => {
   const l = new Latency();
@@ -41,4 +41,13 @@ test('encoded histograms carry the pending whole-ms counts to the parent', () =>
   assert.equal(child.count, 0);
   child.record(12);
   assert.ok(Math.abs(child.summary().p50 - 12) <= 0.012, 'HdrHistogram precision: 3 significant digits');
+});
+
+test('a p99 target is missed when there were no samples (no traffic is not a pass)', () => {
+  const l = new Latency();
+  assert.deepEqual(p99Under(50, l.summary()), { target: '< 50 ms', value: 'no samples', ok: false });
+  for (let i = 0; i < 100; i++) l.record(10);
+  assert.equal(p99Under(50, l.summary()).ok, true);
+  l.record(900); l.record(900);
+  assert.equal(p99Under(50, l.summary()).ok, false);
 });

@@ -26,7 +26,7 @@ export async function writeStats(gws: readonly { url: string }[]): Promise<Write
 /** "Redis writes: n pings per write, mean write t ms" between two scrapes. */
 export function writeStatsNote(a: WriteStats, b: WriteStats): string {
   const writes = Math.max(1, b.writes - a.writes);
-  return `Redis writes: ${round((b.pings - a.pings) / writes, 1)} pings per write, mean write ${round(((b.seconds - a.seconds) / writes) * 1000, 2)} ms (both round trips); event-loop delay p99 ${round(b.loopP99 * 1000, 1)} ms`;
+  return `Redis writes: ${round((b.pings - a.pings) / writes, 1)} pings per write, mean write ${round(((b.seconds - a.seconds) / writes) * 1000, 2)} ms (request to reply); event-loop delay p99 ${round(b.loopP99 * 1000, 1)} ms`;
 }
 
 /** A gateway's own process figures from its /metrics (prom-client default metrics). */

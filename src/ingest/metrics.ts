@@ -20,7 +20,7 @@ export const ingestMetrics = {
     buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
   })),
   redisWrite: getOr('geoflux_redis_write_seconds', () => new Histogram({
-    name: 'geoflux_redis_write_seconds', help: 'Latency of one ingest batch write to Redis (both round trips)',
+    name: 'geoflux_redis_write_seconds', help: 'Latency of one ingest batch write to Redis (one script call; two round trips with cluster-safe scripts)',
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   })),
   connected: getOr('geoflux_ingest_connections', () => new Gauge({

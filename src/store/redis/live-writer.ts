@@ -14,10 +14,10 @@ export interface LiveWriterOptions {
   /** GPS noise allowance (metres) subtracted from the jump distance before the speed check. */
   jumpSlackMeters: number;
   /**
-   * true: every script call touches keys of one hash tag (one call per entity bucket, one per
-   * cell), as Redis Cluster requires. false (default): one call per step for the whole batch,
-   * on a single Redis: about a fifth less gateway CPU and less Redis CPU per single-ping frame
-   * (docs/ingest.md).
+   * true: every script call touches keys of one hash tag (one call per entity bucket, then one
+   * per cell: two round trips), as Redis Cluster requires. false (default): one script call per
+   * batch (and tenant) decides the entities and writes the cells, on a single Redis: one round
+   * trip, less gateway and Redis CPU per single-ping frame (docs/ingest.md).
    */
   clusterSafe?: boolean;
   /**
@@ -46,7 +46,7 @@ export interface WriteResult {
 
 /** Writes accepted pings to Redis: per-entity state, then per-cell GEO/seen/stream. */
 export interface LiveWriter {
-  /** Resolves once Redis confirmed every write of the batch (two pipelined round trips). */
+  /** Resolves once Redis confirmed every write of the batch (one round trip; two cluster-safe). */
   write(pings: readonly AcceptedPing[]): Promise<WriteResult>;
 }
 
@@ -73,7 +73,8 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
     async write(pings) {
       if (pings.length === 0) return { outcomes: [], moves: [] };
       // 1. Entity step: one script call decides every ping of its entities: per entity bucket
-      //    (hash tag) when cluster-safe, else per tenant (ids are unique within a tenant).
+      //    (hash tag) when cluster-safe, else per tenant (ids are unique within a tenant), and
+      //    then (not cluster-safe) writes their cells in the same call.
       /** Pings of each script call's group (bucket or tenant), by entity id: indices into the batch. */
       const groups = new Map<string, Map<string, number[]>>();
       for (let i = 0; i < pings.length; i++) {
@@ -88,17 +89,19 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       for (let i = 0; i < pings.length; i++) packed[i] = encodeAccepted(pings[i]!);
       const pipe1 = scriptPipeline(redis);
       const order: number[][] = [];
+      const now = Date.now();
       for (const ents of groups.values()) {
         let ks: string[] = [];
         blob.reset();
+        const cellStep = perTag ? [] : cellStepArgs(keys, pings[ents.values().next().value![0]!]!.tenant, now, opts.streamMaxLen);
         const call = (): void => {
-          pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take(), entityRepl);
+          pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take(), entityRepl, ...cellStep);
           ks = [];
         };
         for (const idx of ents.values()) {
           const first = pings[idx[0]!]!;
           ks.push(keys.entity(first.tenant, first.id));
-          blob.u16(idx.length);
+          blob.u16(idx.length).str8(first.id);
           for (const i of idx) {
             const p = pings[i]!;
             blob.str8(num(p.ts)).str8(p.seq === undefined ? '' : num(p.seq)).str8(num(p.lat)).str8(num(p.lon))
@@ -117,8 +120,8 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       }
       const outcomes: Outcome[] = new Array<Outcome>(pings.length);
       const moves: LiveMove[] = [];
-      // 2. Cell step: per cell, history in ping order, then leave the old cell, then live state
-      //    (one call per cell when cluster-safe, else one call for every cell of the batch).
+      // 2. Cell step, cluster-safe only (the single call did it already): one call per cell,
+      //    history in ping order, then leave the old cell, then live state.
       const cellOps = new Map<string, CellOps>();
       const opsOf = (tenant: string, cell: string): CellOps => {
         const k = cellMember(tenant, cell);
@@ -135,40 +138,31 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
           const o = OUTCOME[decided.charCodeAt(j) - 48] ?? 'implausible';
           outcomes[i] = o;
           const p = pings[i]!;
-          if (o === 'advanced' || o === 'history') opsOf(p.tenant, p.cell).history.push(i);
+          if (perTag && (o === 'advanced' || o === 'history')) opsOf(p.tenant, p.cell).history.push(i);
           if (o === 'advanced') last = p;
         }
         if (last) {
           // One move per entity and batch: its latest state, from where it was before the batch.
-          const now = livePosition(last);
-          moves.push(prevLat !== '' ? { now, prev: { lat: Number(prevLat), lon: Number(prevLon) } } : { now });
-          opsOf(last.tenant, last.cell).live.push(last);
-          if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).left.push(last.id);
+          const pos = livePosition(last);
+          moves.push(prevLat !== '' ? { now: pos, prev: { lat: Number(prevLat), lon: Number(prevLon) } } : { now: pos });
+          if (perTag) {
+            opsOf(last.tenant, last.cell).live.push(last);
+            if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).left.push(last.id);
+          }
         }
       }
       if (cellOps.size > 0) {
-        const now = Date.now();
         const pipe2 = scriptPipeline(redis);
         const active: (string | number)[] = [];
-        let ks: string[] = [];
-        let blobs: Buffer[] = [];
-        const send = (): void => {
-          pipe2.cellWrite(ks.length, ...ks, opts.streamMaxLen, STREAM_FIELD, ...blobs);
-          ks = [];
-          blobs = [];
-        };
         for (const c of cellOps.values()) {
           const ck = keys.cell(c.tenant, c.cell);
           blob.reset();
           for (const i of c.history) blob.u8(OP_X).bytes16(packed[i]!);
           for (const id of c.left) blob.u8(OP_R).str8(id);
           for (const p of c.live) blob.u8(OP_A).str8(p.id).str8(num(p.lon)).str8(num(p.lat)).str8(num(p.rx));
-          ks.push(ck.geo, ck.seen, ck.stream);
-          blobs.push(blob.take());
-          if (perTag || ks.length >= MAX_KEYS_PER_CALL) send();
+          pipe2.cellWrite(3, ck.geo, ck.seen, ck.stream, opts.streamMaxLen, STREAM_FIELD, blob.take());
           active.push(now, cellMember(c.tenant, c.cell));
         }
-        if (ks.length > 0) send();
         pipe2.zadd(keys.activeCells, ...active);
         const r2 = await pipe2.exec();
         const failed = r2?.find(([err]) => err);
@@ -177,6 +171,22 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       return { outcomes, moves };
     },
   };
+}
+
+/**
+ * The single-call form's cell-step arguments of entity-advance-n.lua for one tenant: key heads
+ * and tails cut from the key builder's own names, so the script builds the same keys.
+ */
+function cellStepArgs(keys: Keys, tenant: string, now: number, streamMaxLen: number): (string | number)[] {
+  const MARK = '\u0001';
+  const ck = keys.cell(tenant, MARK);
+  const head = ck.geo.slice(0, ck.geo.indexOf(MARK));
+  const tail = (key: string): string => {
+    if (!key.startsWith(head)) throw new Error(`cell keys of ${tenant} do not share a head: ${key}`);
+    return key.slice(head.length + MARK.length);
+  };
+  const member = cellMember(tenant, MARK);
+  return [head, tail(ck.geo), tail(ck.seen), tail(ck.stream), keys.activeCells, member.slice(0, member.indexOf(MARK)), now, streamMaxLen, STREAM_FIELD];
 }
 
 /** What one batch does to one cell: stream these pings, add these entities, remove those ids. */

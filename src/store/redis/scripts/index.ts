@@ -8,6 +8,8 @@ import { projectRoot } from '../../../config/load.js';
  * variable count, passed first). They are
  * read from src/ at run time (tsc does not copy them) and registered on a client with
  * `defineCommand`, so ioredis uses EVALSHA with an EVAL fallback, also inside pipelines.
+ * A line `-- include: <file>.lib.lua` is replaced by that file (Lua shared by two scripts:
+ * Redis scripts cannot load one another).
  */
 export const SCRIPTS = {
   entityAdvance: 'entity-advance-n.lua',
@@ -19,11 +21,13 @@ export type ScriptName = keyof typeof SCRIPTS;
 
 const cache = new Map<string, string>();
 
+const readScript = (file: string): string => readFileSync(join(projectRoot(), 'src', 'store', 'redis', 'scripts', file), 'utf8');
+
 export function scriptSource(name: ScriptName): string {
   const file = SCRIPTS[name];
   let src = cache.get(file);
   if (src === undefined) {
-    src = readFileSync(join(projectRoot(), 'src', 'store', 'redis', 'scripts', file), 'utf8');
+    src = readScript(file).replace(/^-- include: ([\w.-]+\.lib\.lua)$/gm, (_, lib: string) => readScript(lib));
     cache.set(file, src);
   }
   return src;

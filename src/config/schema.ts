@@ -36,8 +36,9 @@ export const configSchema = z.object({
     /** Prefix of every key this deployment owns (tests use a random one). */
     keyPrefix: z.string().max(64),
     /**
-     * Ingest scripts touch one hash tag per call (one call per entity bucket and per cell), as
-     * Redis Cluster requires. false (default): one call per step and batch, for a single Redis.
+     * Ingest scripts touch one hash tag per call (one call per entity bucket, then one per cell:
+     * two round trips), as Redis Cluster requires. false (default): one script call per batch
+     * does both steps, for a single Redis.
      */
     clusterSafeScripts: bool,
     /**

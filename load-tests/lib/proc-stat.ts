@@ -1,5 +1,6 @@
 /** CPU seconds and RSS of a process from /proc (Linux). */
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64/arm64
 const PAGE = 4096;
@@ -23,3 +24,32 @@ export function tryProcSample(pid: number | undefined): ProcSample | undefined {
 }
 
 export const MB = 1024 * 1024;
+
+/** The whole machine's CPU time so far from /proc/stat (every core, in clock ticks). */
+export interface MachineCpu { busy: number; total: number }
+
+export function machineCpu(): MachineCpu | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = v.reduce((a, x) => a + x, 0);
+    const idle = v[3]! + v[4]!;
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share of the machine's CPU time that was busy between two samples (0..1), or undefined. */
+export function machineBusy(a: MachineCpu | undefined, b: MachineCpu | undefined): number | undefined {
+  if (!a || !b || b.total <= a.total) return undefined;
+  return (b.busy - a.busy) / (b.total - a.total);
+}
+
+/** A result note: how busy the whole machine was in the measured window (nothing when unknown). */
+export function machineBusyNotes(a: MachineCpu | undefined, b: MachineCpu | undefined): string[] {
+  const busy = machineBusy(a, b);
+  if (busy === undefined) return [];
+  return [`machine: ${Math.round(busy * 1000) / 10} % busy over its ${cpus().length} cores in the measured window (everything: system under test and load generators)`];
+}

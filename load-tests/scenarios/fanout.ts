@@ -14,7 +14,7 @@ import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
 import { p99Under, round } from '../lib/hist.js';
 import { starved, viewerDelay } from '../lib/maps.js';
 import { openViewerLoad } from '../lib/viewer-load.js';
-import { MB, procSample } from '../lib/proc-stat.js';
+import { MB, machineBusyNotes, machineCpu, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
@@ -73,8 +73,10 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const r0 = await redisCpu();
       const w0 = await writeStats(gws.slice(0, 1));
       await viewers.measure(true);
+      const mc0 = machineCpu();
       const s = await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: o.duration, label: 'fanout' });
       await sleep(300);
+      const mc1 = machineCpu();
       const m = await viewers.measure(false);
       const w1 = await writeStats(gws.slice(0, 1));
       const c1 = await Promise.all(gws.map((g) => g.stats()));
@@ -108,6 +110,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; gateway-0 ${writeStatsNote(w0, w1)}`,
           `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
+          ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
         ],

@@ -7,7 +7,7 @@ import type { ScenarioContext } from '../lib/context.js';
 import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
 import { openDriverLoad } from '../lib/driver-load.js';
 import { p99Under, round } from '../lib/hist.js';
-import { MB, procSample, type ProcSample } from '../lib/proc-stat.js';
+import { MB, machineBusyNotes, machineCpu, procSample, type ProcSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
@@ -34,8 +34,10 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
     const w0 = await writeStats(gws);
     const r0 = await redisCpuSeconds(ctx.stack.redisUrl);
     const l0 = load.forkedCpuSeconds();
+    const m0 = machineCpu();
     progress(`${p.name}: ${p.rate} pings/s offered, ${p.batch}/frame, ${load.connected} sockets, ${p.seconds}s`);
     const s = await load.run(p.rate, p.batch, p.seconds, p.name);
+    const m1 = machineCpu();
     const g1 = sample();
     const w1 = await writeStats(gws);
     const r1 = await redisCpuSeconds(ctx.stack.redisUrl);
@@ -75,6 +77,7 @@ export async function runIngest(ctx: ScenarioContext, p: IngestParams): Promise<
         ...(s.skipped > 0 ? [`${s.skipped} frames not offered: the socket already had 32 unacknowledged frames (the gateway fell behind)`] : []),
         ...(load.failed > 0 ? [`${load.failed} sockets failed to connect: ${load.firstError}`] : []),
         writeStatsNote(w0, w1),
+        ...machineBusyNotes(m0, m1),
         ...(p.driverProcs > 1 ? [`driver sockets in forked load-generator processes: ${round(loadCores, 2)} cores`] : []),
         ...(Object.keys(s.errorCodes).length ? [`errors: ${JSON.stringify(s.errorCodes)}`] : []),
       ],

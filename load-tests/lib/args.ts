@@ -25,6 +25,8 @@ export interface BenchOptions {
   subscribers: number;
   /** Gateways for fanout. */
   gateways: number;
+  /** fanout: the drivers are spread round-robin over the first n gateways (1 = all on gateway 0). */
+  driverGateways: number;
   /** Forked load-generator processes holding the fanout subscribers. */
   viewerProcs: number;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
@@ -63,6 +65,7 @@ export const HELP = `npm run bench -- [options]
   --fleet <k>               fanout: k vehicles per driver socket (fleet feeds, k current pings per frame; default 1 = phones)
   --subscribers <n>         map subscribers for fanout               (smoke: 200, --full: 1000)
   --gateways <n>            gateways for fanout                      (default 2)
+  --driver-gateways <n>     fanout: drivers spread over the first n gateways (default 1: all on gateway 0)
   --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
   --driver-procs <n>        forked processes holding the ingest driver sockets (default 2; 1 = in the runner)
@@ -89,7 +92,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const values = parseCliArgs(HELP, {
     scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
     drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
-    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
     full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
@@ -129,6 +132,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     fleet: Math.max(1, num(values.fleet, 1)),
     subscribers: num(values.subscribers, full ? 1000 : 200),
     gateways: Math.max(1, num(values.gateways, 2)),
+    driverGateways: Math.max(1, num(values['driver-gateways'], 1)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
     driverProcs: Math.max(1, num(values['driver-procs'], 2)),

@@ -62,9 +62,10 @@ export interface OpenedDrivers { clients: DriverClient[]; vehicles: Vehicle[]; f
 /**
  * Opens `n` driver sockets with bounded concurrency; failures are counted, not thrown. With
  * `fleet` = k > 1 each socket is a fleet feed (token claim `fleet`) for k vehicles: vehicles
- * k·i … k·i+k−1 belong to socket i (see RateOptions.fleet).
+ * k·i … k·i+k−1 belong to socket i (see RateOptions.fleet). With several URLs, socket i
+ * connects to `url[i mod their count]` (a load balancer's round robin).
  */
-export async function openDrivers(url: string, n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number; indexOffset?: number; fleet?: number }): Promise<OpenedDrivers> {
+export async function openDrivers(url: string | readonly string[], n: number, o: { prefix: string; encoding: DriverEncoding; concurrency?: number; perAddress?: number; deadlineMs?: number; indexOffset?: number; fleet?: number }): Promise<OpenedDrivers> {
   const k = Math.max(1, o.fleet ?? 1);
   const clients: DriverClient[] = [];
   const vehicles: Vehicle[] = [];
@@ -79,7 +80,7 @@ export async function openDrivers(url: string, n: number, o: { prefix: string; e
       const id = `${o.prefix}-${i}`;
       try {
         const token = await benchToken(id, ['ingest'], k > 1);
-        const c = await DriverClient.connect(url, token, { encoding: o.encoding, connectTimeoutMs: 20_000, ws: { localAddress: localAddressFor(i, o.perAddress) } });
+        const c = await DriverClient.connect(typeof url === 'string' ? url : url[i % url.length]!, token, { encoding: o.encoding, connectTimeoutMs: 20_000, ws: { localAddress: localAddressFor(i, o.perAddress) } });
         clients.push(c);
         if (k === 1) vehicles.push(new Vehicle(id));
         else for (let j = 0; j < k; j++) vehicles.push(new Vehicle(`${id}-${j}`));

@@ -1,6 +1,7 @@
 /**
  * Fan-out: drivers ping (one ping per frame, or fleet feeds with --fleet k: one frame holds the
- * current ping of k vehicles) into gateway A; map subscribers on gateways A and
+ * current ping of k vehicles) into gateway A (--driver-gateways n: spread over the first n
+ * gateways, as a load balancer would); map subscribers on gateways A and
  * B (socket.io, Redis adapter between them) watch z14 tiles where drivers are. Reports
  * ping-to-subscriber delay (subscriber arrival − the ping's ts), delivered entity updates/s,
  * gateway CPU per delivered update, and starved subscribers.
@@ -53,8 +54,11 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const prefix = scenarioPrefix('fanout');
       for (let i = 0; i < o.gateways; i++) gws.push(local(await startBenchGateway({ stack: ctx.stack, keyPrefix: prefix }, `gateway-${i}`)));
     }
-    progress(`fanout: ${drivers} drivers on gateway 0${fleet > 1 ? ` (${sockets} fleet feeds of ${fleet})` : ''}, ${subs} subscribers over ${gws.length} gateways`);
-    const opened = await openDrivers(gws[0]!.url, sockets, { prefix: 'fo', encoding: 'msgpack', concurrency: 128, fleet });
+    const nd = Math.min(o.driverGateways, gws.length);
+    const ingestGws = gws.slice(0, nd);
+    const driversOn = nd > 1 ? `gateways 0-${nd - 1}` : 'gateway 0';
+    progress(`fanout: ${drivers} drivers on ${driversOn}${fleet > 1 ? ` (${sockets} fleet feeds of ${fleet})` : ''}, ${subs} subscribers over ${gws.length} gateways`);
+    const opened = await openDrivers(ingestGws.map((g) => g.url), sockets, { prefix: 'fo', encoding: 'msgpack', concurrency: 128, fleet });
     // Each subscriber watches the z14 tile a driver is in: every subscribed tile has traffic.
     const tiles = Array.from({ length: subs }, (_, j) => {
       const v = opened.vehicles[j % opened.vehicles.length]!;
@@ -71,14 +75,14 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const c0 = await Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds));
       const h0 = viewers.forkedCpuSeconds();
       const r0 = await redisCpu();
-      const w0 = await writeStats(gws.slice(0, 1));
+      const w0 = await writeStats(ingestGws);
       await viewers.measure(true);
       const mc0 = machineCpu();
       const s = await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: o.duration, label: 'fanout' });
       await sleep(300);
       const mc1 = machineCpu();
       const m = await viewers.measure(false);
-      const w1 = await writeStats(gws.slice(0, 1));
+      const w1 = await writeStats(ingestGws);
       const c1 = await Promise.all(gws.map((g) => g.stats()));
       const h1 = viewers.forkedCpuSeconds();
       const r1 = await redisCpu();
@@ -89,7 +93,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },
@@ -106,9 +110,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           'ack p99': p99Under(50, s.ack.summary()),
         },
         notes: [
-          `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i === 0 ? ' (drivers here)' : ' (via Redis)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
+          `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
-          `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; gateway-0 ${writeStatsNote(w0, w1)}`,
+          `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
           `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),

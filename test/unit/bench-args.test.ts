@@ -17,3 +17,9 @@ test('--target: fanout only, base URLs, no ceilings; --target-redis needs it', (
   assert.equal(local.targetGateways, undefined);
   assert.equal(local.skipCeilings, false);
 });
+
+test('--driver-gateways: fanout drivers on the first n gateways (default 1)', () => {
+  assert.equal(parseBenchArgs(['--scenario', 'fanout']).driverGateways, 1);
+  assert.equal(parseBenchArgs(['--scenario', 'fanout', '--driver-gateways', '2']).driverGateways, 2);
+  assert.equal(parseBenchArgs(['--scenario', 'fanout', '--driver-gateways', '0']).driverGateways, 1);
+});

@@ -90,10 +90,11 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
       const pipe1 = scriptPipeline(redis);
       const order: number[][] = [];
       const now = Date.now();
-      for (const ents of groups.values()) {
+      for (const [group, ents] of groups) {
         let ks: string[] = [];
         blob.reset();
-        const cellStep = perTag ? [] : cellStepArgs(keys, pings[ents.values().next().value![0]!]!.tenant, now, opts.streamMaxLen);
+        // Not cluster-safe, a group is a tenant: its cell keys for the cell step in the same call.
+        const cellStep = perTag ? [] : cellStepArgs(keys, group, now, opts.streamMaxLen);
         const call = (): void => {
           pipe1.entityAdvance(ks.length, ...ks, ttlMs, opts.maxSpeedMps, opts.jumpSlackMeters, blob.take(), entityRepl, ...cellStep);
           ks = [];
@@ -182,7 +183,7 @@ function cellStepArgs(keys: Keys, tenant: string, now: number, streamMaxLen: num
   const ck = keys.cell(tenant, MARK);
   const head = ck.geo.slice(0, ck.geo.indexOf(MARK));
   const tail = (key: string): string => {
-    if (!key.startsWith(head)) throw new Error(`cell keys of ${tenant} do not share a head: ${key}`);
+    if (!key.startsWith(head + MARK)) throw new Error(`cell keys of ${tenant} do not share a head: ${key}`);
     return key.slice(head.length + MARK.length);
   };
   const member = cellMember(tenant, MARK);

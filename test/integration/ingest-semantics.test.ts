@@ -218,6 +218,14 @@ test('one call per step and per hash tag give the same outcomes, moves and Redis
   };
   const [a, b] = await Promise.all([state(one.keys), state(perTag.keys)]);
   assert.deepEqual(a, b);
+  // The same active cells (what workers and the sweeper walk): every cell that got a ping into
+  // its stream (a cell an entity left had got its earlier ping), and no other.
+  const active = async (keys: Keys): Promise<string[]> => (await redis.zrange(keys.activeCells, 0, -1)).sort();
+  const [actOne, actPerTag] = await Promise.all([active(one.keys), active(perTag.keys)]);
+  assert.deepEqual(actOne, actPerTag);
+  const all = round1.concat(round2);
+  const streamed = new Set(outcomes(one).flatMap((o, i) => (o === 'advanced' || o === 'history' ? [`${all[i]!.tenant}|${all[i]!.cell}`] : [])));
+  assert.deepEqual(actOne, [...streamed].sort());
   assert.ok(a.filter((r) => !r.includes('geo= ')).length > 50, 'cells with live members');
 });
 

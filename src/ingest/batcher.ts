@@ -40,8 +40,8 @@ export interface BatcherLimits {
 
 /**
  * Coalesces every submission of one event-loop turn (or, while `maxWritesInFlight` writes are
- * under way, of every turn until one finishes) into one write (two pipelined round trips), so
- * Redis round trips grow with turns, not with pings.
+ * under way, of every turn until one finishes) into one write (one script call; two pipelined
+ * round trips with cluster-safe scripts), so Redis round trips grow with turns, not with pings.
  */
 export function createIngestBatcher(writer: LiveWriter, listeners: BatcherListeners, log: Logger, limits: BatcherLimits = {}): IngestBatcher {
   const maxPendingPings = limits.maxPendingPings ?? Infinity;

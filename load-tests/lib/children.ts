@@ -13,11 +13,6 @@ export function trackChild(proc: ChildProcess): ChildProcess {
   return proc;
 }
 
-/** Children still running. */
-export function liveChildren(): number {
-  return live.size;
-}
-
 /**
  * On SIGINT or SIGTERM: SIGTERM to every live child, SIGKILL to those still running after
  * `graceMs`, then exit with 128 + the signal's number. `say` reports what it does.

@@ -48,7 +48,7 @@ after(async () => {
 });
 
 for (const clusterSafe of [false, true]) {
-  describe(clusterSafe ? 'cluster-safe scripts (one call per hash tag)' : 'one script call per step and batch', () => {
+  describe(clusterSafe ? 'cluster-safe scripts (one call per hash tag)' : 'one script call per batch (both steps)', () => {
     const keys = newKeys();
     let writer: ReturnType<typeof createLiveWriter>;
     let reader: ReturnType<typeof createLiveReader>;
@@ -170,7 +170,7 @@ for (const clusterSafe of [false, true]) {
   });
 }
 
-test('one call per step and per hash tag give the same outcomes, moves and Redis state (two tenants, same ids, thousands of entities)', async () => {
+test('one call per batch and calls per hash tag give the same outcomes, moves and Redis state (two tenants, same ids, thousands of entities)', async () => {
   let seed = 7;
   const rand = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   const t = Date.now() - 60_000;

@@ -5,11 +5,9 @@
  * (socket.io-msgpack-parser: one WebSocket message per event) and with socket.io's default
  * parser (a text header plus a binary attachment: two messages). Each client does what
  * MapClient does with a frame: decode the MessagePack payload, unpack every entity, note the
- * arrival time. A third form, `wire`, is the load generators' lean viewer (lib/wire-viewer.ts:
- * the same protocol and packet format spoken over `ws` by hand, as the k6 script does) instead of
- * socket.io-client. Alternates the formats `--rounds` times.
+ * arrival time. Alternates the two formats `--rounds` times.
  *
- *   npx tsc -p . && node dist/load-tests/map-client-cost.js [--clients 200] [--entities 12] [--interval-ms 25] [--seconds 10] [--rounds 2] [--formats msgpack,default,wire]
+ *   npx tsc -p . && node dist/load-tests/map-client-cost.js [--clients 200] [--entities 12] [--interval-ms 25] [--seconds 10] [--rounds 2]
  *
  * Prints one JSON line per measurement. Why: docs/rooms.md, "Wire format".
  */
@@ -19,7 +17,6 @@ import { parseCliArgs } from '../src/lifecycle/cli-args.js';
 import { SOCKET_PATH, unpackEntity, type PackedEntity } from '../src/protocol/rooms.js';
 import { roomsParser } from '../src/protocol/rooms-parser.js';
 import { startNodeChild } from './lib/stack.js';
-import { WireViewer } from './lib/wire-viewer.js';
 
 const USAGE = `node dist/load-tests/map-client-cost.js [options]: CPU per room frame of a map client process
 
@@ -27,41 +24,28 @@ const USAGE = `node dist/load-tests/map-client-cost.js [options]: CPU per room f
   --entities N      entities per frame (default 12, as in the fan-out benchmark)
   --interval-ms N   one frame to every client every N ms (default 25: rooms.coalesceMs)
   --seconds N       measured seconds per round and format (default 10)
-  --rounds N        alternations of the formats (default 2)
-  --formats LIST    comma-separated, of msgpack (socket.io-client, the rooms' parser), default
-                    (socket.io-client, socket.io's own parser), wire (lib/wire-viewer.ts)
-                    (default: all three)`;
+  --rounds N        alternations of the two formats (default 2)`;
 
-type Format = 'msgpack' | 'default' | 'wire';
-const FORMATS: readonly Format[] = ['msgpack', 'default', 'wire'];
+type Format = 'msgpack' | 'default';
 const unpackr = new Unpackr({ useRecords: false });
 
 async function measure(format: Format, o: { clients: number; entities: number; intervalMs: number; seconds: number }): Promise<Record<string, unknown>> {
-  const srv = startNodeChild('room-server', 'dist/load-tests/lib/room-server.js', {}, ['--parser', format === 'default' ? 'default' : 'msgpack', '--entities', String(o.entities), '--interval-ms', String(o.intervalMs)]);
+  const srv = startNodeChild('room-server', 'dist/load-tests/lib/room-server.js', {}, ['--parser', format, '--entities', String(o.entities), '--interval-ms', String(o.intervalMs)]);
   const sockets: Socket[] = [];
-  const wires: WireViewer[] = [];
   try {
     const port = Number((await srv.waitForLog((l) => l.msg === 'room server listening')).port);
     let frames = 0;
     let entities = 0;
     let counting = false;
     let lastArrival = 0;
-    const onFrame = (n: number): void => {
-      lastArrival = Date.now();
-      if (!counting) return;
-      frames++;
-      entities += n;
-    };
     for (let i = 0; i < o.clients; i++) {
-      if (format === 'wire') {
-        const w = await WireViewer.connect(`http://127.0.0.1:${port}`, 'unused');
-        w.onUpdate((_tile, list) => onFrame(list.length));
-        wires.push(w);
-        continue;
-      }
       const s = io(`http://127.0.0.1:${port}`, { path: SOCKET_PATH, transports: ['websocket'], forceNew: true, reconnection: false, ...(format === 'msgpack' ? { parser: roomsParser } : {}) });
       s.on('update', (_tile: string, payload: Uint8Array) => {
-        onFrame((unpackr.unpack(payload) as PackedEntity[]).map(unpackEntity).length);
+        lastArrival = Date.now();
+        const list = (unpackr.unpack(payload) as PackedEntity[]).map(unpackEntity);
+        if (!counting) return;
+        frames++;
+        entities += list.length;
       });
       sockets.push(s);
       await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('connect_error', reject); });
@@ -85,25 +69,19 @@ async function measure(format: Format, o: { clients: number; entities: number; i
     };
   } finally {
     for (const s of sockets) s.close();
-    await Promise.all(wires.map((w) => w.close()));
     await srv.stop();
   }
 }
 
 async function main(): Promise<void> {
-  const v = parseCliArgs(USAGE, { clients: { type: 'string', default: '200' }, entities: { type: 'string', default: '12' }, 'interval-ms': { type: 'string', default: '25' }, seconds: { type: 'string', default: '10' }, rounds: { type: 'string', default: '2' }, formats: { type: 'string', default: FORMATS.join(',') } });
-  const formats = String(v.formats).split(',') as Format[];
-  if (formats.some((f) => !FORMATS.includes(f))) {
-    process.stderr.write(`--formats: one or more of ${FORMATS.join(', ')}\n\n${USAGE}\n`);
-    process.exit(2);
-  }
+  const v = parseCliArgs(USAGE, { clients: { type: 'string', default: '200' }, entities: { type: 'string', default: '12' }, 'interval-ms': { type: 'string', default: '25' }, seconds: { type: 'string', default: '10' }, rounds: { type: 'string', default: '2' } });
   const [clients, entities, intervalMs, seconds, rounds] = [v.clients, v.entities, v['interval-ms'], v.seconds, v.rounds].map(Number);
   if (![clients, entities, intervalMs, seconds, rounds].every((n) => Number.isInteger(n) && n! > 0)) {
     process.stderr.write(`every option must be a positive integer\n\n${USAGE}\n`);
     process.exit(2);
   }
   for (let r = 0; r < rounds!; r++) {
-    for (const format of formats) {
+    for (const format of ['msgpack', 'default'] as const) {
       console.log(JSON.stringify({ round: r + 1, ...(await measure(format, { clients: clients!, entities: entities!, intervalMs: intervalMs!, seconds: seconds! })) }));
     }
   }

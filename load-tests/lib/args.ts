@@ -4,7 +4,6 @@
  */
 import { parseCliArgs } from '../../src/lifecycle/cli-args.js';
 import { BENCH_ISSUER, BENCH_JWT_SECRET } from './stack.js';
-import { VIEWER_CLIENT_KINDS, type ViewerClientKind } from './maps.js';
 
 export const SCENARIOS = ['ingest', 'ingest-single', 'idle', 'fanout', 'nearby', 'persistence', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -30,8 +29,6 @@ export interface BenchOptions {
   driverGateways: number;
   /** Forked load-generator processes holding the fanout subscribers. */
   viewerProcs: number;
-  /** fanout: the subscribers' client, MapClient (socket.io-client) or the lean WireViewer. */
-  viewerClient: ViewerClientKind;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
   ingestGateways: number;
   /** Forked load-generator processes holding the ingest driver sockets (1 = in the runner itself). */
@@ -70,9 +67,6 @@ export const HELP = `npm run bench -- [options]
   --gateways <n>            gateways for fanout                      (default 2)
   --driver-gateways <n>     fanout: drivers spread over the first n gateways (default 1: all on gateway 0)
   --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
-  --viewer-client <c>       fanout subscribers' client: mapclient (socket.io-client, default) or
-                            wire (the same protocol over ws, as the k6 script speaks it: less
-                            load-generator CPU per frame; load-tests/lib/wire-viewer.ts)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
   --driver-procs <n>        forked processes holding the ingest driver sockets (default 2; 1 = in the runner)
   --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
@@ -98,7 +92,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const values = parseCliArgs(HELP, {
     scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
     drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
-    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'viewer-client': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
     full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
@@ -127,8 +121,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     if (scenarios.length !== 1 || scenarios[0] !== 'fanout') throw new Error('--target runs the fanout scenario only: add --scenario fanout');
   }
   if (values['target-redis'] !== undefined && !targetGateways) throw new Error('--target-redis needs --target');
-  const viewerClient = values['viewer-client'] ?? 'mapclient';
-  if (!(VIEWER_CLIENT_KINDS as readonly string[]).includes(viewerClient)) throw new Error(`--viewer-client: ${VIEWER_CLIENT_KINDS.join(' | ')}`);
   const mode = values['persist-mode'] ?? 'both';
   if (!['window', 'raw', 'both'].includes(mode)) throw new Error(`--persist-mode: window | raw | both`);
   return {
@@ -142,7 +134,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     gateways: Math.max(1, num(values.gateways, 2)),
     driverGateways: Math.max(1, num(values['driver-gateways'], 1)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
-    viewerClient: viewerClient as ViewerClientKind,
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
     driverProcs: Math.max(1, num(values['driver-procs'], 2)),
     idle: num(values.idle, full ? 10_000 : 2000),

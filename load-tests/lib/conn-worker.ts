@@ -8,13 +8,13 @@
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
 import { closeDrivers, openDrivers, sendAtRate, type Vehicle } from './drivers.js';
-import { closeViewers, openViewers, starved, viewerDelay, type ViewerClientKind, type ViewerStats } from './maps.js';
+import { closeViewers, openViewers, starved, viewerDelay, type ViewerStats } from './maps.js';
 
 export type WorkerCommand =
   | { cmd: 'open-drivers'; url: string; drivers: number; driverOffset: number; perAddress: number; prefix: string }
   | { cmd: 'open-maps'; url: string; tiles: string[] }
   /** Fan-out: viewers over several gateways (viewer i on urls[gatewayOf[i]]), then measure on/off. */
-  | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[]; client: ViewerClientKind }
+  | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[] }
   | { cmd: 'measure'; on: boolean }
   | { cmd: 'activity'; rate: number; seconds: number; batch?: number; label?: string }
   | { cmd: 'close' };
@@ -48,7 +48,7 @@ process.on('message', (m: WorkerCommand) => {
         viewers = await openViewers([m.url], m.tiles, { concurrency: 32, deadlineMs: 240_000 });
         reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
       } else if (m.cmd === 'open-viewers') {
-        viewers = await openViewers(m.urls, m.tiles, { concurrency: 32, deadlineMs: 240_000, gatewayOf: m.gatewayOf, client: m.client });
+        viewers = await openViewers(m.urls, m.tiles, { concurrency: 32, deadlineMs: 240_000, gatewayOf: m.gatewayOf });
         reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
       } else if (m.cmd === 'measure') {
         if (!viewers) throw new Error('no viewers opened');

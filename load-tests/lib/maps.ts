@@ -1,38 +1,10 @@
-/**
- * Shared map-viewer load: many viewers subscribed to tiles, counting updates and delay. A viewer
- * is a MapClient (socket.io-client, what applications use) or, with `client: 'wire'`, the load
- * generators' lean WireViewer (the same protocol spoken over `ws`, as the k6 script does).
- */
+/** Shared map-viewer load: many MapClients (socket.io) subscribed to tiles, counting updates and delay. */
 import { MapClient } from '../../src/clients/map-client.js';
-import type { EntityUpdate, SubscribeAck } from '../../src/protocol/rooms.js';
 import { benchToken } from './drivers.js';
 import { Latency } from './hist.js';
 import { progress } from './report.js';
-import { WireViewer } from './wire-viewer.js';
 
-/** Which client the viewers use: MapClient (socket.io-client) or WireViewer (lib/wire-viewer.ts). */
-export type ViewerClientKind = 'mapclient' | 'wire';
-export const VIEWER_CLIENT_KINDS: readonly ViewerClientKind[] = ['mapclient', 'wire'];
-
-/** What the load needs of either client. */
-interface ViewerClient {
-  subscribeTiles(tiles: string[]): Promise<SubscribeAck>;
-  close(): Promise<void>;
-}
-type OnUpdate = (tile: string, updates: EntityUpdate[], receivedAt: number) => void;
-
-async function connectViewer(kind: ViewerClientKind, url: string, token: string, onUpdate: OnUpdate): Promise<ViewerClient> {
-  if (kind === 'wire') {
-    const w = await WireViewer.connect(url, token, { connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
-    w.onUpdate(onUpdate);
-    return w;
-  }
-  const m = await MapClient.connect(url, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
-  m.on('update', onUpdate);
-  return m;
-}
-
-export interface Viewer { client: ViewerClient; tile: string; updates: number; frames: number }
+export interface Viewer { client: MapClient; tile: string; updates: number; frames: number }
 
 export interface ViewerStats {
   viewers: Viewer[]; failed: number; firstError?: string;
@@ -52,7 +24,7 @@ export function viewerDelay(st: Pick<ViewerStats, 'delayByGateway'>): Latency {
  * Opens `n` viewers, viewer i on gateway urls[gatewayOf[i]] (default i % urls.length),
  * subscribed to tiles[i]. Delays are recorded per gateway index.
  */
-export async function openViewers(urls: string[], tiles: string[], o: { concurrency?: number; deadlineMs?: number; gatewayOf?: number[]; client?: ViewerClientKind } = {}): Promise<ViewerStats> {
+export async function openViewers(urls: string[], tiles: string[], o: { concurrency?: number; deadlineMs?: number; gatewayOf?: number[] } = {}): Promise<ViewerStats> {
   const st: ViewerStats = { viewers: [], failed: 0, delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, measuring: false };
   let next = 0;
   const deadline = Date.now() + (o.deadlineMs ?? 120_000);
@@ -64,8 +36,9 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
         const token = await benchToken(`viewer-${i}`, ['subscribe']);
         const g = o.gatewayOf?.[i] ?? i % urls.length;
         const gwDelay = st.delayByGateway[g]!;
-        const v = { tile: tiles[i]!, updates: 0, frames: 0 };
-        const client = await connectViewer(o.client ?? 'mapclient', urls[g]!, token, (_tile, updates, receivedAt) => {
+        const client = await MapClient.connect(urls[g]!, token, { keepState: false, reconnect: false, connectTimeoutMs: 10_000, ackTimeoutMs: 10_000 });
+        const v: Viewer = { client, tile: tiles[i]!, updates: 0, frames: 0 };
+        client.on('update', (_tile, updates, receivedAt) => {
           if (!st.measuring) return;
           v.frames++;
           st.frames++;
@@ -73,9 +46,9 @@ export async function openViewers(urls: string[], tiles: string[], o: { concurre
           st.updates += updates.length;
           for (const u of updates) gwDelay.record(receivedAt - u.ts);
         });
-        const ack = await client.subscribeTiles([v.tile]).catch(async (err: unknown) => { await client.close(); throw err; });
-        if (!ack.ok) { await client.close(); throw new Error(`subscribe refused: ${ack.code} ${ack.message}`); }
-        st.viewers.push(Object.assign(v, { client }));
+        const ack = await client.subscribeTiles([v.tile]);
+        if (!ack.ok) throw new Error(`subscribe refused: ${ack.code} ${ack.message}`);
+        st.viewers.push(v);
       } catch (err) {
         st.failed++;
         st.firstError ??= (err as Error).message;

@@ -3,11 +3,9 @@
  * (lib/conn-worker.ts), so that decoding hundreds of thousands of entity updates per second
  * does not stall the process that sends the pings and times their acks. Viewer i watches
  * tiles[i] on gateway i % urls.length; delays come back HdrHistogram-encoded, per gateway.
- * `client` picks MapClient (socket.io-client) or the lean WireViewer (lib/wire-viewer.ts).
  */
 import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen, type OpenedTotals } from './gen-proc.js';
 import { Latency } from './hist.js';
-import type { ViewerClientKind } from './maps.js';
 
 export interface ViewerMeasure {
   /** Delay per gateway (index of urls). */
@@ -24,12 +22,12 @@ export interface ViewerLoad extends OpenedTotals {
   close(): Promise<void>;
 }
 
-export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, client: ViewerClientKind = 'mapclient'): Promise<ViewerLoad> {
+export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number): Promise<ViewerLoad> {
   const n = Math.max(1, procs);
   const gens: Gen[] = Array.from({ length: n }, forkGen);
   const part = (k: number): number[] => tiles.map((_, j) => j).filter((j) => j % n === k);
   const replies = await Promise.all(gens.map((g, k) => g.ask({
-    cmd: 'open-viewers', urls, tiles: part(k).map((j) => tiles[j]!), gatewayOf: part(k).map((j) => j % urls.length), client,
+    cmd: 'open-viewers', urls, tiles: part(k).map((j) => tiles[j]!), gatewayOf: part(k).map((j) => j % urls.length),
   }, 300_000)));
   return {
     ...openedTotals(replies),

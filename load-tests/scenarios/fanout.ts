@@ -66,7 +66,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
     // Viewers live in forked processes (--viewer-procs): decoding every entity update must not
     // stall the process that sends the pings, or the figures would measure the load generator.
-    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, o.viewerClient);
+    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
       const send = { rate, batch: fleet, fleet };
@@ -113,7 +113,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
-          `subscribers (${o.viewerClient === 'wire' ? 'WireViewer, the protocol over ws' : 'MapClient, socket.io-client'}) in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
+          `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),

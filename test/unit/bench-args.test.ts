@@ -23,3 +23,12 @@ test('--driver-gateways: fanout drivers on the first n gateways (default 1)', ()
   assert.equal(parseBenchArgs(['--scenario', 'fanout', '--driver-gateways', '2']).driverGateways, 2);
   assert.equal(parseBenchArgs(['--scenario', 'fanout', '--driver-gateways', '0']).driverGateways, 1);
 });
+
+test('fanout warm-up: 1 s for short runs, duration/6 up to 5 s for long ones (not measured)', async () => {
+  const { fanoutWarmupSeconds } = await import('../../load-tests/scenarios/fanout.js');
+  assert.equal(fanoutWarmupSeconds(6), 1);
+  assert.equal(fanoutWarmupSeconds(3), 1);
+  assert.equal(fanoutWarmupSeconds(20), 3);
+  assert.equal(fanoutWarmupSeconds(30), 5);
+  assert.equal(fanoutWarmupSeconds(60), 5);
+});

@@ -37,11 +37,21 @@ export function errorBody(code: keyof typeof ERRORS, message: string, details?: 
   return { error: { code, message, ...(details === undefined ? {} : { details }) } };
 }
 
+/** A path parameter as text; malformed percent-encoding (`%E0`, a lone `%`) is the client's error. */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new AppError('BAD_REQUEST', `malformed percent-encoding in the path: ${JSON.stringify(raw.slice(0, 64))}`);
+  }
+}
+
+/** Copies what the handler needs; throws BAD_REQUEST (an AppError) for an undecodable path parameter. */
 export function copyRequest(res: HttpResponse, req: HttpRequest, paramCount = 0): HttpCall {
   const headers: Record<string, string> = {};
   req.forEach((k, v) => { headers[k] = v; });
   const params: string[] = [];
-  for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+  for (let i = 0; i < paramCount; i++) params.push(decodeParam(req.getParameter(i) ?? ''));
   void res;
   return { method: req.getMethod().toUpperCase(), url: req.getUrl(), query: new URLSearchParams(req.getQuery() ?? ''), headers, params };
 }
@@ -95,7 +105,14 @@ export interface RouteOptions {
  */
 export function route(log: Logger, handler: (call: HttpCall) => Promise<HttpResult> | HttpResult, opts: RouteOptions = {}) {
   return (res: HttpResponse, req: HttpRequest): void => {
-    const call = copyRequest(res, req, opts.paramCount ?? 0);
+    let call: HttpCall;
+    try {
+      call = copyRequest(res, req, opts.paramCount ?? 0);
+    } catch (err) {
+      // Answered at once, inside uWS's callback: an exception escaping it would take the process down.
+      writeResult(res, resultFromError(err, log));
+      return;
+    }
     let aborted = false;
     res.onAborted(() => { aborted = true; });
     const run = async (): Promise<HttpResult> => {

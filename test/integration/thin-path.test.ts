@@ -89,6 +89,20 @@ test('health, readiness and clear errors', async () => {
   const bad = await fetch(`${gateway.url}/v1/nearby?lat=100&lon=1&radius=10`, { headers: { authorization: `Bearer ${await token('d', ['query'])}` } });
   assert.equal(bad.status, 400);
   assert.equal((await bad.json() as { error: { code: string } }).error.code, 'BAD_REQUEST');
+  // Malformed percent-encoding in a path parameter: a 400 with a JSON body, and the gateway lives on.
+  const q = { headers: { authorization: `Bearer ${await token('d', ['query'])}` } };
+  for (const path of ['/v1/entities/%E0', '/v1/entities/%/track', '/v1/cells/%/0/0/stats', '/v1/entities/%E0']) {
+    const r = await fetch(`${gateway.url}${path}`, q);
+    assert.equal(r.status, 400, path);
+    assert.equal((await r.json() as { error: { code: string } }).error.code, 'BAD_REQUEST', path);
+  }
+  // An empty value is a missing one, not 0.
+  const empty = await fetch(`${gateway.url}/v1/nearby?lat=&lon=&radius=10`, q);
+  assert.equal(empty.status, 400);
+  assert.match((await empty.json() as { error: { message: string } }).error.message, /lat: .*; lon: /);
+  const unauth = await fetch(`${gateway.url}/v1/entities/%E0`);
+  assert.equal(unauth.status, 400);
+  assert.deepEqual(await (await fetch(`${gateway.url}/healthz`)).json(), { status: 'ok' });
 });
 
 test('graceful shutdown: SIGTERM exits 0 for gateway and worker', async () => {

@@ -22,7 +22,10 @@ export const pingSchema = z.object({
   accuracy: z.number().finite().min(0).max(100000).optional(),
   kind: z.string().max(32).optional(),
   status: z.string().max(32).optional(),
-  meta: z.record(z.union([z.string().max(256), z.number(), z.boolean(), z.null()])).optional(),
+  /** Flat, at most MAX_META_BYTES as JSON: it is stored with every ping (stream entry and live state). */
+  meta: z.record(z.union([z.string().max(256), z.number(), z.boolean(), z.null()]))
+    .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_META_BYTES, { message: `meta: at most ${MAX_META_BYTES} bytes as JSON` })
+    .optional(),
 }).strict();
 
 export type Ping = z.infer<typeof pingSchema>;

@@ -93,6 +93,22 @@ for (const encoding of ['json', 'msgpack'] as DriverEncoding[]) {
   });
 }
 
+test('a ping whose meta is larger than 512 bytes is refused alone (INVALID_PING); its neighbours are stored', async () => {
+  const id = 'car-meta';
+  const c = await DriverClient.connect(env.gw.url, await token(id, ['ingest']), { encoding: 'msgpack' });
+  const now = Date.now();
+  const meta = Object.fromEntries(Array.from({ length: 120 }, (_, k) => [`k${k}`, k + 0.5]));
+  const r = await c.send([
+    { id, lat: 41.15, lon: -8.61, ts: now - 2000, seq: 1, meta: { plate: 'AA-00-01' } },
+    { id, lat: 41.15, lon: -8.61, ts: now - 1000, seq: 2, meta },
+    { id, lat: 41.1501, lon: -8.6101, ts: now, seq: 3 },
+  ]);
+  assert.deepEqual(summary(r), { count: 2, seq: 3, errors: [[1, 'INVALID_PING', id, 2]] });
+  assert.match(r.errors[0]!.message, /meta: at most 512 bytes/);
+  assert.equal((await entityState('acme', id))?.seq, 3);
+  await c.close();
+});
+
 test('both encodings produce identical outcomes and identical stored state', async () => {
   const outs: unknown[] = [];
   const states: unknown[] = [];

@@ -46,7 +46,7 @@ export function openApiDocument(cfg: Readonly<Config>, extraPaths: Record<string
             accuracy: { type: 'number', minimum: 0, maximum: 100000, description: 'metres' },
             kind: { type: 'string', maxLength: 32 },
             status: { type: 'string', maxLength: 32 },
-            meta: { type: 'object', additionalProperties: { oneOf: [{ type: 'string', maxLength: 256 }, { type: 'number' }, { type: 'boolean' }], nullable: true } },
+            meta: { type: 'object', description: 'flat; at most 512 bytes as JSON', additionalProperties: { oneOf: [{ type: 'string', maxLength: 256 }, { type: 'number' }, { type: 'boolean' }], nullable: true } },
           },
         },
         PingError: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string', enum: Object.keys(ERRORS) }, message: { type: 'string' }, index: { type: 'integer' }, id: { type: 'string' }, seq: { type: 'integer' } } },

@@ -1,4 +1,4 @@
-import { pointToTile, tileToBBOX } from '@mapbox/tilebelt';
+import { pointToTile, pointToTileFraction, tileToBBOX } from '@mapbox/tilebelt';
 import { MAX_MERCATOR_LAT } from '../protocol/ping.js';
 
 /** [west, south, east, north] in degrees. */
@@ -45,25 +45,45 @@ export function tileBBox(t: Tile): BBox {
 }
 
 /**
- * Tiles at zoom z covering a bbox. A bbox with west > east crosses the antimeridian.
+ * How a bbox's east and south edges are treated: `closed` (queries: a point exactly on the edge
+ * is inside, so the tile beyond a tile-aligned edge is searched too) or `half-open` (viewports:
+ * a tile-aligned view is exactly its tiles, not one more row and column).
+ */
+export type BBoxEdges = 'closed' | 'half-open';
+
+/** Tolerance, in tiles, for edges computed from tile bounds (tileBBox's floating point). */
+const EDGE_EPS = 1e-9;
+
+/**
+ * Tiles at zoom z covering a bbox. A bbox with west > east crosses the antimeridian; east = 180
+ * is the last column (not the first, where tileOf puts the point lon = 180).
  * Returns undefined when more than maxTiles would be needed.
  */
-export function tilesInBBox(bbox: BBox, z: number, maxTiles = 4096): Tile[] | undefined {
+export function tilesInBBox(bbox: BBox, z: number, maxTiles = 4096, edges: BBoxEdges = 'closed'): Tile[] | undefined {
   const [w, s, e, n] = bbox;
-  const nw = tileOf(w, n, z);
-  const se = tileOf(e, s, z);
   const side = 2 ** z;
+  // x without tilebelt's wrap (which maps lon = 180 onto column 0); y from tilebelt.
+  const xOf = (lon: number): number => side * (lon / 360 + 0.5);
+  const yOf = (lat: number): number => pointToTileFraction(0, clampLat(lat), z)[1];
+  const low = (f: number): number => Math.floor(f + EDGE_EPS);
+  const high = (f: number): number => (edges === 'closed' ? Math.floor(f) : Math.ceil(f - EDGE_EPS) - 1);
+  const clamp = (v: number): number => Math.max(0, Math.min(side - 1, v));
   const xs: number[] = [];
   if (w <= e) {
-    for (let x = nw.x; x <= se.x; x++) xs.push(x);
+    const x0 = clamp(low(xOf(w)));
+    const x1 = Math.max(x0, clamp(high(xOf(e))));
+    for (let x = x0; x <= x1; x++) xs.push(x);
   } else {
-    for (let x = nw.x; x < side; x++) xs.push(x);
-    for (let x = 0; x <= se.x; x++) xs.push(x);
+    // West part up to the antimeridian, then east part from it (either may be empty: w = 180, e = -180).
+    for (let x = Math.max(0, low(xOf(w))); x < side; x++) xs.push(x);
+    for (let x = 0; x <= Math.min(side - 1, high(xOf(e))); x++) xs.push(x);
   }
-  const rows = se.y - nw.y + 1;
+  const y0 = clamp(low(yOf(n)));
+  const y1 = Math.max(y0, clamp(high(yOf(s))));
+  const rows = y1 - y0 + 1;
   if (xs.length * rows > maxTiles) return undefined;
   const out: Tile[] = [];
-  for (const x of xs) for (let y = nw.y; y <= se.y; y++) out.push({ z, x, y });
+  for (const x of xs) for (let y = y0; y <= y1; y++) out.push({ z, x, y });
   return out;
 }
 

@@ -44,6 +44,32 @@ test('tilesInBBox covers a bbox and crosses the antimeridian', () => {
   assert.equal(tilesInBBox([-180, -85, 180, 85], 10, 100), undefined);
 });
 
+test('tilesInBBox at the antimeridian: east = 180 is the last column, west = 180 starts at -180', () => {
+  // The whole world at z3: 8 × 8 tiles (tileOf(180) is column 0, which used to make this one column).
+  assert.equal(tilesInBBox([-180, -85, 180, 85], 3)!.length, 64);
+  const east = tilesInBBox([170, 0, 180, 10], 6)!.map(tileKey);
+  assert.deepEqual([...new Set(east.map((k) => k.split('/')[1]))], ['62', '63']);
+  // [180, …, -170]: from the antimeridian eastwards, columns 0 and 1, not the whole world.
+  assert.deepEqual([...new Set(tilesInBBox([180, 0, -170, 10], 6)!.map((t) => t.x))], [0, 1]);
+  // The last column of a zoom is found by a tile= query too (within uses its bbox).
+  const last = tileBBox({ z: 13, x: 8191, y: 3000 });
+  assert.deepEqual(tilesInBBox(last, 13)!.map(tileKey).filter((k) => k.startsWith('13/8191/')).length > 0, true);
+});
+
+test('tilesInBBox half-open edges: a tile-aligned view is exactly its tiles', () => {
+  const nw = tileBBox({ z: 10, x: 100, y: 200 });
+  const se = tileBBox({ z: 10, x: 107, y: 207 });
+  const view: [number, number, number, number] = [nw[0], se[1], se[2], nw[3]];
+  const tiles = tilesInBBox(view, 10, 64, 'half-open')!;
+  assert.equal(tiles.length, 64);
+  assert.deepEqual([Math.min(...tiles.map((t) => t.x)), Math.max(...tiles.map((t) => t.x))], [100, 107]);
+  assert.deepEqual([Math.min(...tiles.map((t) => t.y)), Math.max(...tiles.map((t) => t.y))], [200, 207]);
+  assert.deepEqual(tilesInBBox(tileBBox({ z: 10, x: 5, y: 5 }), 10, 4, 'half-open')!.map(tileKey), ['10/5/5']);
+  // A degenerate (point) view is still one tile; closed edges (queries) keep the boundary tiles.
+  assert.equal(tilesInBBox([10, 10, 10, 10], 10, 4, 'half-open')!.length, 1);
+  assert.ok(tilesInBBox(view, 10)!.length > 64);
+});
+
 test('circleBBox and haversine agree', () => {
   const [w, s, e, n] = circleBBox(41.15, -8.61, 1000);
   assert.ok(Math.abs(haversineMeters(41.15, -8.61, n, -8.61) - 1000) < 1);

@@ -202,6 +202,19 @@ test('queries: /v1/entities/:id, /v1/within (bbox, tile, geojson), /openapi.json
   const gj = await g.json() as { type: string; features: { id: string; geometry: { coordinates: number[] } }[] };
   assert.equal(gj.type, 'FeatureCollection');
   assert.equal(gj.features[0]?.id, 'http-1');
+  // truncated: true exactly when more than `limit` entities matched.
+  const t0 = Date.now();
+  for (let k = 0; k < 10; k++) {
+    const c = await DriverClient.connect(env.gw.url, await token(`trunc-${k}`, ['ingest'], 'trunc'), { encoding: 'msgpack' });
+    assert.equal((await c.send({ id: `trunc-${k}`, lat: 10.001 + k * 1e-4, lon: 20.001, ts: t0 })).count, 1);
+    await c.close();
+  }
+  const tq = { authorization: `Bearer ${await token('dispatch', ['query'], 'trunc')}` };
+  const within = async (limit: number) => await (await fetch(`${env.gw.url}/v1/within?bbox=20,10,20.01,10.01&limit=${limit}`, { headers: tq })).json() as { results: { id: string }[]; truncated: boolean };
+  for (const [limit, n, truncated] of [[3, 3, true], [9, 9, true], [10, 10, false], [50, 10, false]] as const) {
+    const r = await within(limit);
+    assert.deepEqual([r.results.length, r.truncated], [n, truncated], `limit=${limit}`);
+  }
   const badBox = await fetch(`${env.gw.url}/v1/within?bbox=1,2,3`, { headers: q });
   assert.equal(badBox.status, 400);
   const doc = await (await fetch(`${env.gw.url}/openapi.json`)).json() as { openapi: string; paths: Record<string, unknown> };

@@ -111,21 +111,25 @@ export function createLiveReader(redis: Redis, keys: Keys, opts: LiveReaderOptio
     return out;
   }
 
-  /** Confirms candidates (in order) against entity state; stops after `limit` confirmed. */
+  /**
+   * Confirms candidates (in order) against entity state: the first `limit` confirmed, and whether
+   * one more was confirmed beyond them (`more`: the answer is truncated).
+   */
   async function confirm(tenant: string, list: Candidate[], limit: number, f: Filters): Promise<{ hits: (Candidate & { e: LiveEntity })[]; more: boolean }> {
     const hits: (Candidate & { e: LiveEntity })[] = [];
     const cutoff = Date.now() - ttlMs;
     const seen = new Set<string>();
     let i = 0;
-    const chunk = f.kind || f.status ? 2000 : Math.max(limit + 16, 64);
-    while (i < list.length && hits.length < limit) {
+    const want = limit + 1;
+    const chunk = f.kind || f.status ? 2000 : Math.max(want + 16, 64);
+    while (i < list.length && hits.length < want) {
       const part = list.slice(i, i + chunk);
       i += part.length;
       const pipe = redis.pipeline();
       for (const c of part) pipe.hmgetBuffer(keys.entity(tenant, c.id), 'cell', 'rx', 'p');
       const res = await pipe.exec();
       part.forEach((c, j) => {
-        if (hits.length >= limit || seen.has(c.id)) return;
+        if (hits.length >= want || seen.has(c.id)) return;
         const [err, row] = res![j]!;
         if (err) throw err;
         const [cell, rx, p] = row as [Buffer | null, Buffer | null, Buffer | null];
@@ -137,7 +141,7 @@ export function createLiveReader(redis: Redis, keys: Keys, opts: LiveReaderOptio
         hits.push({ ...c, e: toEntity(ping, Number(rx)) });
       });
     }
-    return { hits, more: i < list.length };
+    return { hits: hits.slice(0, limit), more: hits.length > limit };
   }
 
   return {

@@ -18,6 +18,7 @@ export const workerMetrics = {
   flushFailures: new Counter({ name: 'geoflux_worker_flush_failures_total', help: 'Flushes that failed and will be retried' }),
   entriesPending: new Gauge({ name: 'geoflux_worker_entries_pending', help: 'Stream entries read by a consumer and not acknowledged (all consumers)' }),
   entriesUndelivered: new Gauge({ name: 'geoflux_worker_entries_undelivered', help: 'Stream entries not yet read by any consumer' }),
+  entriesHeld: new Gauge({ name: 'geoflux_worker_entries_held', help: 'Stream entries read and held in memory for the next write (at most 2 x WORKER_MAX_BATCH; the batch being written is not counted)' }),
   lag: new Gauge({
     name: 'geoflux_worker_persistence_lag_seconds',
     help: 'Age of the oldest stream entry not yet persisted (0 when none), computed when scraped',

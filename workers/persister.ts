@@ -104,6 +104,9 @@ export function createPersister(d: PersisterDeps): Persister {
     for (const e of r.poison) buffer.poison.push(e);
     for (const e of r.gone) buffer.gone.push(e);
     buffer.more = r.more;
+    const held = heldIn(buffer);
+    workerMetrics.entriesHeld.set(held);
+    log.debug({ streams: streams.length, read: heldIn(r), held, maxHeld, more: r.more, writing: writing !== undefined }, 'read round');
     return r.more;
   }
 
@@ -223,6 +226,7 @@ export function createPersister(d: PersisterDeps): Persister {
   function startWrite(readMs: number): void {
     const batch = carry ?? buffer;
     if (!carry) buffer = emptyBatch();
+    workerMetrics.entriesHeld.set(heldIn(buffer));
     carry = batch;
     claimDue = true;
     const started = Date.now();
@@ -350,6 +354,7 @@ export function createPersister(d: PersisterDeps): Persister {
     if (!carry) await readRound();
     const batch = carry ?? buffer;
     if (!carry) buffer = emptyBatch();
+    workerMetrics.entriesHeld.set(heldIn(buffer));
     carry = batch;
     const s = await flushBatch(batch, Math.round(performance.now() - t0));
     carry = undefined;
@@ -375,6 +380,7 @@ export function createPersister(d: PersisterDeps): Persister {
         if (!carry && heldIn(buffer) > 0) {
           const batch = buffer;
           buffer = emptyBatch();
+          workerMetrics.entriesHeld.set(0);
           await flushBatch(batch, 0).then(
             (s) => log.info({ ...s }, 'flushed'),
             (err: unknown) => log.warn({ err }, 'final flush failed; entries stay pending'),

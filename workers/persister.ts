@@ -91,22 +91,30 @@ export function createPersister(d: PersisterDeps): Persister {
     wake = () => { clearTimeout(t); resolve(); };
   });
 
-  /** One read round into the buffer; true when a stream had more than one read returns. */
+  /**
+   * One read round into the buffer; true when a stream may hold more than was read. The round's
+   * budget is what the buffer may still take (maxHeld − held): own pending entries, XAUTOCLAIM
+   * and new entries together, however many streams and whatever readCount, so the buffer never
+   * holds more than maxHeld (before, the bound was checked only before a round, and one round
+   * read readCount from every active stream, up to three times that after a restart).
+   */
   async function readRound(): Promise<boolean> {
+    const budget = maxHeld - heldIn(buffer);
+    if (budget <= 0) return true;
     const streams = await reader.activeStreams(Date.now() - ACTIVE_WINDOW_MS);
     lastStreams = streams;
     if (streams.length === 0) return false;
-    const r = await reader.read(streams, { own: firstRead, claim: claimDue, claimIdleMs: w.claimIdleMs });
+    const r = await reader.read(streams, { own: firstRead, claim: claimDue, claimIdleMs: w.claimIdleMs, budget });
     firstRead = false;
     claimDue = false;
-    // push in a loop, not push(...): rounds hold up to readCount × streams entries (spread would overflow the stack)
+    // push in a loop, not push(...): a round may hold up to maxHeld entries (spread would overflow the stack)
     for (const e of r.entries) buffer.entries.push(e);
     for (const e of r.poison) buffer.poison.push(e);
     for (const e of r.gone) buffer.gone.push(e);
     buffer.more = r.more;
     const held = heldIn(buffer);
     workerMetrics.entriesHeld.set(held);
-    log.debug({ streams: streams.length, read: heldIn(r), held, maxHeld, more: r.more, writing: writing !== undefined }, 'read round');
+    log.debug({ streams: streams.length, budget, read: heldIn(r), held, maxHeld, more: r.more, writing: writing !== undefined }, 'read round');
     return r.more;
   }
 
@@ -259,12 +267,12 @@ export function createPersister(d: PersisterDeps): Persister {
       const failing = carry !== undefined && !writing;
       // Read (not while a failed batch waits for its retry: the streams buffer meanwhile).
       let more = false;
-      if (!failing && buffer.entries.length < maxHeld) {
+      if (!failing && heldIn(buffer) < maxHeld) {
         try {
           more = await readRound();
           // Catch-up: with no write in flight, start one at a quarter of maxBatch (the rest is read
           // while it writes); with one in flight, read on up to maxHeld.
-          if (more && buffer.entries.length < (writing ? maxHeld : Math.ceil(w.maxBatch / 4))) continue;
+          if (more && heldIn(buffer) < (writing ? maxHeld : Math.ceil(w.maxBatch / 4))) continue;
         } catch (err) {
           log.warn({ err }, 'stream read failed; retried');
           await pause(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 4));
@@ -279,7 +287,7 @@ export function createPersister(d: PersisterDeps): Persister {
           else await pause(retryAt - now);
           continue;
         }
-        if (now >= nextFlushAt || buffer.entries.length >= w.maxBatch || (more && heldIn(buffer) > 0)) {
+        if (now >= nextFlushAt || heldIn(buffer) >= w.maxBatch || (more && heldIn(buffer) > 0)) {
           nextFlushAt = now + w.flushIntervalMs;
           const readMs = Math.round(performance.now() - cycleStart);
           cycleStart = performance.now();
@@ -289,7 +297,7 @@ export function createPersister(d: PersisterDeps): Persister {
       }
       // Wait for the next read, the flush time, or the write in flight (when the buffer is full).
       if (writing) {
-        if (buffer.entries.length >= maxHeld) await writing;
+        if (heldIn(buffer) >= maxHeld) await writing;
         else if (!more) await pause(pollMs); // the write's end wakes it early
       } else if (!more) {
         await pause(Math.min(pollMs, Math.max(0, nextFlushAt - Date.now())));

@@ -52,6 +52,22 @@ const nextId = (id: string): string => {
   return `${ms}-${BigInt(seq) + 1n}`;
 };
 
+/** Most XREADGROUP slices per phase and round (the round ends there; `more` says to read again). */
+const MAX_SLICES = 8;
+
+/**
+ * Splits `budget` over streams in order, each at most its cap: floor(budget / n) each, one
+ * more for the first budget % n. The sum never exceeds the budget (unlike ceil(budget / n)
+ * each, which with more streams than budget reads one entry from every stream).
+ */
+export function sliceCounts(caps: readonly number[], budget: number): number[] {
+  if (!Number.isFinite(budget)) return caps.map((c) => Math.max(0, c));
+  const n = caps.length;
+  const b = Math.max(0, Math.floor(budget));
+  const base = Math.floor(b / n), extra = b - base * n;
+  return caps.map((c, i) => Math.max(0, Math.min(c, base + (i < extra ? 1 : 0))));
+}
+
 /**
  * Reads cell streams through a consumer group: own pending entries (after a restart),
  * entries other consumers left pending too long (XAUTOCLAIM), and new entries.
@@ -97,16 +113,110 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
     return n;
   }
 
-  async function readGroup(streams: string[], id: '0' | '>', out: ReadResult): Promise<void> {
+  /**
+   * Reader state across rounds. Streams whose own pending entries (left by a previous process
+   * with this consumer name) are still being read, with the last id read: they are read from
+   * there on (XREADGROUP with an id returns this consumer's pending entries above it), and get
+   * neither XAUTOCLAIM nor new entries until that is done, so no entry is read twice. Streams
+   * still to XAUTOCLAIM in this claim cycle, with the scan cursor. Per phase, the stream after
+   * which the next round starts (see `rotate`). A round works on copies and keeps them only if
+   * it succeeds: a failed round is read again from the same cursors.
+   */
+  let ownFrom = new Map<string, string>();
+  let claimFrom = new Map<string, string>();
+  const turn: Record<'own' | 'claim' | 'new', string> = { own: '', claim: '', new: '' };
+
+  /**
+   * The streams in name order, starting after the last one favoured in this phase's previous
+   * slice: when the budget does not reach every stream (or does not split evenly), the next
+   * round serves the others first, so no stream starves.
+   */
+  function rotate(streams: string[], phase: keyof typeof turn): string[] {
+    const sorted = [...streams].sort();
+    const i = sorted.findIndex((s) => s > turn[phase]);
+    return i <= 0 ? sorted : [...sorted.slice(i), ...sorted.slice(0, i)];
+  }
+
+  /**
+   * COUNTs for one slice over `streams` (in order). When the budget does not split evenly, the
+   * first budget % n streams get one more (with fewer entries of budget than streams: only
+   * they are read); the next round of this phase starts after the last of them.
+   */
+  function slice(streams: string[], phase: keyof typeof turn, caps: number[], budget: number): number[] {
+    const extra = Number.isFinite(budget) ? Math.floor(budget) % streams.length : 0;
+    if (extra > 0) turn[phase] = streams[extra - 1]!;
+    return sliceCounts(caps, budget);
+  }
+
+  /**
+   * XREADGROUP in slices, at most `budget` entries in all and `count` per stream: own pending
+   * entries (`own`, from each stream's cursor) or new ones (`>`). The first slice splits the
+   * budget evenly; streams that filled their share (they may hold more) share what is left in
+   * the next slice, streams left out of a slice come first in it. Returns the entries read.
+   */
+  async function readSlices(phase: 'own' | 'new', streams: string[], ownFrom: Map<string, string>, budget: number, out: ReadResult): Promise<number> {
+    let used = 0;
+    const taken = new Map<string, number>();
+    let cands = rotate(streams, phase);
+    for (let pass = 0; cands.length > 0 && used < budget && pass < MAX_SLICES; pass++) {
+      const counts = slice(cands, phase, cands.map((s) => count - (taken.get(s) ?? 0)), budget - used);
+      const asked: [string, number][] = [];
+      const skipped: string[] = [];
+      cands.forEach((s, i) => { if (counts[i]! > 0) asked.push([s, counts[i]!]); else skipped.push(s); });
+      const pipe = redis.pipeline();
+      for (const [s, n] of asked) pipe.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n, 'STREAMS', s, phase === 'own' ? ownFrom.get(s)! : '>');
+      const replies = (await pipe.exec()) ?? [];
+      const hungry: string[] = [];
+      replies.forEach(([err, reply], i) => {
+        if (err) { groups.clear(); throw err; } // e.g. NOGROUP after a Redis restart: recreate next time
+        const [s, n] = asked[i]!;
+        const list = (reply as [Buffer, RawEntry[]][] | null)?.[0]?.[1] ?? [];
+        const got = collect(s, list, out);
+        used += got;
+        const total = (taken.get(s) ?? 0) + got;
+        taken.set(s, total);
+        if (phase === 'own') {
+          if (got < n) ownFrom.delete(s); // all of this consumer's pending entries of s are read
+          else ownFrom.set(s, list[list.length - 1]![0].toString());
+        }
+        if (got >= n) {
+          if (total < count) hungry.push(s);
+          else out.more = true; // WORKER_READ_COUNT reached for this stream in this round
+        }
+      });
+      cands = [...skipped, ...hungry];
+    }
+    if (cands.length > 0) out.more = true; // budget (or slices) used up while some streams may hold more
+    return used;
+  }
+
+  /**
+   * XAUTOCLAIM, one call per stream and round, at most `budget` entries in all (claimed +
+   * deleted ids: Redis counts both against COUNT), continuing each stream's scan where the
+   * previous round of this cycle left it.
+   */
+  async function claimSlice(streams: string[], claimFrom: Map<string, string>, idleMs: number, budget: number, out: ReadResult): Promise<number> {
+    if (streams.length === 0) return 0;
+    const cands = rotate(streams, 'claim');
+    const counts = slice(cands, 'claim', cands.map(() => count), budget);
+    const asked: [string, number][] = [];
+    cands.forEach((s, i) => { if (counts[i]! > 0) asked.push([s, counts[i]!]); else out.more = true; });
     const pipe = redis.pipeline();
-    for (const s of streams) pipe.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', s, id);
+    for (const [s, n] of asked) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, idleMs, claimFrom.get(s)!, 'COUNT', n);
     const replies = (await pipe.exec()) ?? [];
+    let used = 0;
     replies.forEach(([err, reply], i) => {
-      if (err) { groups.clear(); throw err; } // e.g. NOGROUP after a Redis restart: recreate next time
-      for (const [, list] of (reply as [Buffer, RawEntry[]][] | null) ?? []) {
-        if (collect(streams[i]!, list, out) >= count) out.more = true;
-      }
+      if (err) { groups.clear(); throw err; }
+      const [s, n] = asked[i]!;
+      const [cursor, list, deleted] = reply as [Buffer, RawEntry[], Buffer[] | undefined];
+      used += collect(s, list, out);
+      for (const d of deleted ?? []) { out.gone.push({ stream: s, entryId: d.toString() }); used++; }
+      const next = cursor.toString();
+      if (next === '0-0') claimFrom.delete(s); // scanned to the end of the pending list
+      else { claimFrom.set(s, next); out.more = true; }
+      if (list.length >= n) out.more = true;
     });
+    return used;
   }
 
   return {
@@ -120,29 +230,28 @@ export function createStreamReader(redis: Redis, keys: Keys, group: string, cons
     },
 
     /**
-     * One batch: `own` = this consumer's pending entries (first flush after a restart),
-     * then entries idle longer than `claimIdleMs` in any consumer, then new entries.
+     * One read round, at most `budget` entries (default: unbounded) and `count` per stream and
+     * phase: this consumer's pending entries (from `own`, the first round after a restart, until
+     * all are read), then entries idle longer than `claimIdleMs` in any consumer (from `claim`,
+     * once per flush cycle, until each stream's pending list is scanned), then new entries.
      */
-    async read(streams: string[], opts: { own: boolean; claim: boolean; claimIdleMs: number }): Promise<ReadResult> {
+    async read(streams: string[], opts: { own: boolean; claim: boolean; claimIdleMs: number; budget?: number }): Promise<ReadResult> {
       const out: ReadResult = { entries: [], poison: [], gone: [], more: false };
       if (streams.length === 0) return out;
       await ensureGroups(streams);
-      if (opts.own) await readGroup(streams, '0', out);
-      const pipe = redis.pipeline();
-      if (opts.claim) for (const s of streams) pipe.callBuffer('XAUTOCLAIM', s, group, consumer, opts.claimIdleMs, '0-0', 'COUNT', count);
-      const claims = opts.claim ? (await pipe.exec()) ?? [] : [];
-      claims.forEach(([err, reply], i) => {
-        if (err) { groups.clear(); throw err; }
-        const [cursor, list, deleted] = reply as [Buffer, RawEntry[], Buffer[] | undefined];
-        if (collect(streams[i]!, list, out) >= count || cursor.toString() !== '0-0') out.more = true;
-        for (const d of deleted ?? []) out.gone.push({ stream: streams[i]!, entryId: d.toString() });
-      });
-      await readGroup(streams, '>', out);
-      // The same entry may come from both own-pending and XAUTOCLAIM: keep one (only then can it repeat).
-      if (opts.own && opts.claim) {
-        const seen = new Set<string>();
-        out.entries = out.entries.filter((e) => { const k = `${e.stream} ${e.entryId}`; if (seen.has(k)) return false; seen.add(k); return true; });
-      }
+      let left = opts.budget ?? Infinity;
+      const own = new Map(ownFrom);
+      const claim = opts.claim ? new Map(streams.map((s) => [s, '0-0'])) : new Map(claimFrom);
+      if (opts.own) for (const s of streams) if (!own.has(s)) own.set(s, '0');
+      if (left <= 0) { ownFrom = own; claimFrom = claim; out.more = true; return out; }
+      left -= await readSlices('own', streams.filter((s) => own.has(s)), own, left, out);
+      const settled = streams.filter((s) => !own.has(s));
+      if (left > 0) left -= await claimSlice(settled.filter((s) => claim.has(s)), claim, opts.claimIdleMs, left, out);
+      else if (settled.some((s) => claim.has(s))) out.more = true;
+      if (left > 0) await readSlices('new', settled, own, left, out);
+      else out.more = true;
+      ownFrom = own;
+      claimFrom = claim;
       return out;
     },
 

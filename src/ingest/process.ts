@@ -75,7 +75,9 @@ export function processPings(raws: readonly unknown[], who: Principal, d: Proces
   d.batcher.submit(accepted, (err, outcomes, offset = 0) => {
     if (err !== undefined || !outcomes) {
       ingestMetrics.rejected.inc({ code: 'UNAVAILABLE' }, accepted.length);
-      errors.push({ code: 'UNAVAILABLE', message: 'could not store pings; retry them' });
+      // First: the frame's outcome (POST /v1/pings answers with the first error's status, 503,
+      // so a device retries the good pings instead of dropping them as refused).
+      errors.unshift({ code: 'UNAVAILABLE', message: 'could not store pings; retry them' });
       return done({ count: 0, seq: null, errors });
     }
     let count = 0;

@@ -58,6 +58,13 @@ test('Redis unreachable: UNAVAILABLE and count 0, then recovery', async () => {
   assert.equal(r.errors[0]?.code, 'UNAVAILABLE');
   const ready = await fetch(`${gw.url}/readyz`);
   assert.equal(ready.status, 503);
+  // HTTP: a good ping beside a bad one is 503 (retry), not the bad one's 400.
+  const post = await fetch(`${gw.url}/v1/pings`, {
+    method: 'POST', headers: { authorization: `Bearer ${await token('out-1', ['ingest'])}`, 'content-type': 'application/json' },
+    body: JSON.stringify([ping(2), { ...ping(2), lat: 99 }]),
+  });
+  const pb = await post.json() as { accepted: number; errors: { code: string }[] };
+  assert.deepEqual([post.status, pb.accepted, pb.errors.map((e) => e.code)], [503, 0, ['UNAVAILABLE', 'INVALID_COORDINATES']]);
   up = true;
   const deadline = Date.now() + 15_000;
   let ok = 0;

@@ -98,7 +98,7 @@ export function createGateway(d: GatewayDeps): Gateway {
     });
     registerPingsRoute(app, {
       log: log.child({ module: 'ingest-http' }), verifier, batcher, ingestZoom: cfg.grid.ingestZoom, maxBatch: cfg.ingest.maxBatch,
-      maxPayloadBytes: cfg.ingest.maxPayloadBytes, limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs },
+      maxPayloadBytes: cfg.ingest.maxPayloadBytes, limits: { maxFutureMs: cfg.ingest.maxFutureMs, maxAgeMs: cfg.ingest.maxAgeMs }, isClosing,
     });
     drainIngest = () => batcher.drain();
     rooms.attach(app);

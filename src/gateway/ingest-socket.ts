@@ -123,6 +123,11 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       d.verifier.verify(token).then((principal) => {
         requireScope(principal, 'ingest');
         if (aborted) return;
+        // Shutdown may have begun (and the driver sockets been closed) while the token was checked.
+        if (d.isClosing()) {
+          refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
+          return;
+        }
         res.cork(() => {
           const data: IngestSocketData = {
             principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),

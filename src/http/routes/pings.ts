@@ -14,6 +14,8 @@ export interface PingsDeps extends ProcessDeps {
   verifier: TokenVerifier;
   maxBatch: number;
   maxPayloadBytes: number;
+  /** True once the gateway is shutting down: new pings are refused with 503 SHUTTING_DOWN. */
+  isClosing?: () => boolean;
 }
 
 const MSGPACK_TYPES = new Set(['application/msgpack', 'application/x-msgpack', 'application/vnd.msgpack']);
@@ -28,6 +30,8 @@ export function registerPingsRoute(app: TemplatedApp, d: PingsDeps): void {
   app.post('/v1/pings', route(d.log, async (call) => {
     const who = await d.verifier.verify(bearerToken(call));
     requireScope(who, 'ingest');
+    // After the driver sockets were closed and the batches flushed, nothing more is taken in.
+    if (d.isClosing?.()) throw new AppError('SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
     const type = (call.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const binary = MSGPACK_TYPES.has(type);
     if (!binary && type !== 'application/json') throw new AppError('BAD_FRAME', 'content-type must be application/json or application/msgpack');

@@ -16,7 +16,7 @@ import { roomsParser } from '../protocol/rooms-parser.js';
 import { parseTile, tileKey, tilesInBBox, type BBox } from '../geo/tiles.js';
 import type { Keys } from '../store/redis/keys.js';
 import { createCoalescer } from './coalescer.js';
-import { createRoomReader } from './room-reader.js';
+import { createRoomReader, type RoomReader } from './room-reader.js';
 import { createRoomRegistry } from './registry.js';
 import { entityRoom, parseRoom, roomName } from './room-names.js';
 import { roomsMetrics } from './metrics.js';
@@ -59,6 +59,8 @@ export interface RoomsDeps {
   opts: RoomsOptions;
   /** False refuses new socket.io connections (the gateway's connection limit). */
   allowConnection?: () => boolean;
+  /** Snapshot reader (default: reads `pub`); tests pass one that delays or fails on purpose. */
+  reader?: RoomReader;
 }
 
 export interface Rooms extends LiveEvents {
@@ -117,7 +119,7 @@ export function createRooms(d: RoomsDeps): Rooms {
     ...({ maxBackpressure: o.slowClientBufferBytes * 4 } as object),
   });
   const nsp = io.of('/');
-  const reader = createRoomReader(d.pub, d.keys, { ingestZoom: d.ingestZoom, entityTtlSeconds: d.entityTtlSeconds, aggregateDepth: o.aggregateDepth });
+  const reader = d.reader ?? createRoomReader(d.pub, d.keys, { ingestZoom: d.ingestZoom, entityTtlSeconds: d.entityTtlSeconds, aggregateDepth: o.aggregateDepth });
   const registry = createRoomRegistry({
     redis: d.pub, sub: d.sub, keys: d.keys, log: d.log, refreshMs: o.registryRefreshMs,
     *localRooms() {
@@ -167,26 +169,41 @@ export function createRooms(d: RoomsDeps): Rooms {
   const held = (s: IoSocket): Set<string> => new Set([...s.data.tiles, ...s.data.viewport]);
   const tooMany = (): SubscribeAck => ({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${o.maxTilesPerClient} tiles per client` });
 
-  /** Joins the rooms, registers them, then sends each tile's snapshot (or aggregates). */
-  async function joinAndSnapshot(socket: IoSocket, tiles: readonly string[]): Promise<void> {
+  const unavailable = (message: string): { ok: false; code: string; message: string } => ({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message });
+
+  /**
+   * Joins `join` (rooms the socket did not hold), registers the vehicle rooms, reads every
+   * snapshot (or aggregates) of `tiles`, then sends them. Nothing is sent unless every read
+   * succeeded, so a failed request leaves the client no frame of a tile it was refused.
+   */
+  async function joinAndSnapshot(socket: IoSocket, tiles: readonly string[], join: readonly string[]): Promise<void> {
     if (tiles.length === 0) return;
     const { tenant } = socket.data.principal;
-    await socket.join(tiles.map((t) => roomName(tenant, t)));
+    if (join.length > 0) await socket.join(join.map((t) => roomName(tenant, t)));
     const vehicle = tiles.filter((t) => !isAggregate(t));
     const agg = tiles.filter(isAggregate);
     await registry.announce(vehicle.map((t) => roomName(tenant, t)));
-    const snaps = await Promise.all(vehicle.map((t) => reader.snapshot(tenant, t)));
+    const [snaps, aggs] = await Promise.all([
+      Promise.all(vehicle.map((t) => reader.snapshot(tenant, t))),
+      agg.length > 0 ? reader.aggregates(tenant, agg) : new Map<string, never>(),
+    ]);
+    if (!socket.connected) return;
     vehicle.forEach((t, i) => socket.emit('snapshot', t, packr.pack(snaps[i]!.map(packEntity))));
-    if (agg.length > 0) {
-      for (const [t, a] of await reader.aggregates(tenant, agg)) socket.emit('aggregates', t, packr.pack(a));
-    }
+    for (const [t, a] of aggs) socket.emit('aggregates', t, packr.pack(a));
   }
 
-  const guard = (socket: IoSocket, what: string, fn: () => Promise<void>, onError: () => void): void => {
-    fn().catch((err: unknown) => {
-      d.log.error({ err, sid: socket.id, what }, 'room request failed');
-      onError();
-    });
+  /** Leaves the rooms of `tiles` that the socket no longer holds (explicitly or through its viewport). */
+  const leaveUnheld = (socket: IoSocket, tiles: Iterable<string>): void => {
+    const h = held(socket);
+    for (const t of tiles) if (!h.has(t)) void socket.leave(roomName(socket.data.principal.tenant, t));
+  };
+
+  const viewportError = (bbox: unknown): string | undefined => {
+    if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))
+      || bbox[0] < -180 || bbox[2] > 180 || bbox[1] < -90 || bbox[3] > 90 || bbox[1] > bbox[3]) {
+      return 'bbox must be [west, south, east, north] in degrees';
+    }
+    return undefined;
   };
 
   io.on('connection', (socket: IoSocket) => {
@@ -202,84 +219,124 @@ export function createRooms(d: RoomsDeps): Rooms {
       if (expiry) clearTimeout(expiry);
     });
 
+    /**
+     * A socket's requests run one at a time, in arrival order: each one sees the state the
+     * previous one left (held tiles, viewport, follows), and acks (and the snapshots before
+     * them) go out in request order. Without that, a quick request acked while a slow one
+     * still reads its snapshots leaves the client believing the opposite of what the server
+     * holds. A request that fails undoes what it did, and says UNAVAILABLE.
+     */
+    let queue: Promise<void> = Promise.resolve();
+    const serial = (what: string, fn: () => Promise<void>, onError: () => void): void => {
+      queue = queue.then(async () => {
+        if (!socket.connected) return; // rooms joined now would outlive the socket
+        try {
+          await fn();
+        } catch (err) {
+          d.log.error({ err, sid: socket.id, what }, 'room request failed');
+          onError();
+        }
+      });
+    };
+
     socket.on('subscribe', (req, ack) => {
       const reply = replier<SubscribeAck>(ack);
-      const tiles = parseTiles(req?.tiles);
-      if (!Array.isArray(tiles)) return reply(tiles);
-      const h = held(socket);
-      if (h.size + tiles.filter((t) => !h.has(t)).length > o.maxTilesPerClient) return reply(tooMany());
-      for (const t of tiles) socket.data.tiles.add(t);
-      guard(socket, 'subscribe', async () => {
-        await joinAndSnapshot(socket, tiles);
+      serial('subscribe', async () => {
+        const tiles = parseTiles(req?.tiles);
+        if (!Array.isArray(tiles)) return reply(tiles);
+        const h = held(socket);
+        const join = tiles.filter((t) => !h.has(t));
+        if (h.size + join.length > o.maxTilesPerClient) return reply(tooMany());
+        const added = tiles.filter((t) => !socket.data.tiles.has(t));
+        for (const t of added) socket.data.tiles.add(t);
+        try {
+          await joinAndSnapshot(socket, tiles, join);
+        } catch (err) {
+          for (const t of added) socket.data.tiles.delete(t);
+          leaveUnheld(socket, join);
+          throw err;
+        }
         reply(okAck(tiles));
-      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'snapshot failed' }));
+      }, () => reply(unavailable('snapshot failed')));
     });
 
     socket.on('viewport', (req, ack) => {
       const reply = replier<SubscribeAck>(ack);
-      const bbox = req?.bbox;
-      const zoom = req?.zoom;
-      if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))
-        || bbox[0] < -180 || bbox[2] > 180 || bbox[1] < -90 || bbox[3] > 90 || bbox[1] > bbox[3]) {
-        return reply(bad('bbox must be [west, south, east, north] in degrees'));
-      }
-      if (typeof zoom !== 'number' || !Number.isInteger(zoom) || zoom < o.minZoom || zoom > o.maxZoom) {
-        return reply(bad(`zoom must be an integer in ${o.minZoom}..${o.maxZoom}`));
-      }
-      const found = tilesInBBox(bbox as BBox, zoom, o.maxTilesPerClient);
-      if (!found) return reply(tooMany());
-      const next = new Set(found.map(tileKey));
-      const explicit = socket.data.tiles;
-      if (new Set([...explicit, ...next]).size > o.maxTilesPerClient) return reply(tooMany());
-      const before = held(socket);
-      for (const t of socket.data.viewport) {
-        if (!next.has(t) && !explicit.has(t)) void socket.leave(roomName(tenant, t));
-      }
-      socket.data.viewport = next;
-      const added = [...next].filter((t) => !before.has(t));
-      guard(socket, 'viewport', async () => {
-        await joinAndSnapshot(socket, added);
+      serial('viewport', async () => {
+        const bbox = req?.bbox;
+        const zoom = req?.zoom;
+        const badBox = viewportError(bbox);
+        if (badBox) return reply(bad(badBox));
+        if (typeof zoom !== 'number' || !Number.isInteger(zoom) || zoom < o.minZoom || zoom > o.maxZoom) {
+          return reply(bad(`zoom must be an integer in ${o.minZoom}..${o.maxZoom}`));
+        }
+        const found = tilesInBBox(bbox as BBox, zoom, o.maxTilesPerClient);
+        if (!found) return reply(tooMany());
+        const next = new Set(found.map(tileKey));
+        if (new Set([...socket.data.tiles, ...next]).size > o.maxTilesPerClient) return reply(tooMany());
+        const added = [...next].filter((t) => !held(socket).has(t));
+        // The previous viewport stays joined until the new one is in: a failure changes nothing.
+        try {
+          await joinAndSnapshot(socket, added, added);
+        } catch (err) {
+          leaveUnheld(socket, added);
+          throw err;
+        }
+        const old = socket.data.viewport;
+        socket.data.viewport = next;
+        leaveUnheld(socket, old);
         reply(okAck([...next]));
-      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'snapshot failed' }));
+      }, () => reply(unavailable('snapshot failed')));
     });
 
     socket.on('unsubscribe', (req, ack) => {
       const reply = replier<SubscribeAck>(ack);
-      const tiles = parseTiles(req?.tiles);
-      if (!Array.isArray(tiles)) return reply(tiles);
-      for (const t of tiles) {
-        socket.data.tiles.delete(t);
-        socket.data.viewport.delete(t);
-        void socket.leave(roomName(tenant, t));
-      }
-      reply({ ok: true, tiles });
+      serial('unsubscribe', async () => {
+        const tiles = parseTiles(req?.tiles);
+        if (!Array.isArray(tiles)) return reply(tiles);
+        for (const t of tiles) {
+          socket.data.tiles.delete(t);
+          socket.data.viewport.delete(t);
+          void socket.leave(roomName(tenant, t));
+        }
+        reply({ ok: true, tiles });
+      }, () => reply(unavailable('unsubscribe failed')));
     });
 
     socket.on('follow', (req, ack) => {
       const reply = replier<FollowAck>(ack);
-      const id = req?.id;
-      if (typeof id !== 'string' || !ENTITY_ID_RE.test(id)) return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
-      if (!hasScope(socket.data.principal, 'admin') && !socket.data.follow.has(id)) {
-        return reply({ ok: false, code: ROOM_ERROR_CODES.FORBIDDEN, message: `token may not follow ${id}` });
-      }
-      const room = entityRoom(tenant, id);
-      const following = [...socket.rooms].filter((r) => parseRoom(r)?.kind === 'entity').length;
-      if (!socket.rooms.has(room) && following >= MAX_FOLLOWS) return reply({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${MAX_FOLLOWS} followed entities` });
-      guard(socket, 'follow', async () => {
-        await socket.join(room);
-        await registry.announce([room]);
-        const u = await reader.entity(tenant, id);
+      serial('follow', async () => {
+        const id = req?.id;
+        if (typeof id !== 'string' || !ENTITY_ID_RE.test(id)) return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
+        if (!hasScope(socket.data.principal, 'admin') && !socket.data.follow.has(id)) {
+          return reply({ ok: false, code: ROOM_ERROR_CODES.FORBIDDEN, message: `token may not follow ${id}` });
+        }
+        const room = entityRoom(tenant, id);
+        const was = socket.rooms.has(room);
+        const following = [...socket.rooms].filter((r) => parseRoom(r)?.kind === 'entity').length;
+        if (!was && following >= MAX_FOLLOWS) return reply({ ok: false, code: ROOM_ERROR_CODES.TOO_MANY_TILES, message: `at most ${MAX_FOLLOWS} followed entities` });
+        let u;
+        try {
+          await socket.join(room);
+          await registry.announce([room]);
+          u = await reader.entity(tenant, id);
+        } catch (err) {
+          if (!was) void socket.leave(room);
+          throw err;
+        }
         if (u) socket.emit('entity', id, packr.pack(packEntity(u)));
         reply({ ok: true, id });
-      }, () => reply({ ok: false, code: ROOM_ERROR_CODES.UNAVAILABLE, message: 'follow failed' }));
+      }, () => reply(unavailable('follow failed')));
     });
 
     socket.on('unfollow', (req, ack) => {
       const reply = replier<FollowAck>(ack);
-      const id = req?.id;
-      if (typeof id !== 'string') return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
-      void socket.leave(entityRoom(tenant, id));
-      reply({ ok: true, id });
+      serial('unfollow', async () => {
+        const id = req?.id;
+        if (typeof id !== 'string') return reply({ ok: false, code: ROOM_ERROR_CODES.BAD_REQUEST, message: 'id must be an entity id' });
+        void socket.leave(entityRoom(tenant, id));
+        reply({ ok: true, id });
+      }, () => reply(unavailable('unfollow failed')));
     });
   });
 

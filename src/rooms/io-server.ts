@@ -198,11 +198,18 @@ export function createRooms(d: RoomsDeps): Rooms {
     for (const t of tiles) if (!h.has(t)) void socket.leave(roomName(socket.data.principal.tenant, t));
   };
 
+  /**
+   * Why a viewport bbox is refused (undefined: fine). Both longitudes within [-180, 180] (west >
+   * east crosses the antimeridian); latitudes within [-90, 90], south <= north (beyond the Web
+   * Mercator limit ±85.0511 they fall in the edge row, as in /v1/within).
+   */
   const viewportError = (bbox: unknown): string | undefined => {
-    if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))
-      || bbox[0] < -180 || bbox[2] > 180 || bbox[1] < -90 || bbox[3] > 90 || bbox[1] > bbox[3]) {
-      return 'bbox must be [west, south, east, north] in degrees';
+    if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+      return 'bbox must be [west, south, east, north] in degrees (finite numbers)';
     }
+    const [w, s, e, n] = bbox as BBox;
+    if (w < -180 || w > 180 || e < -180 || e > 180) return `bbox longitudes must be within [-180, 180] (west ${w}, east ${e}; west > east crosses the antimeridian)`;
+    if (s < -90 || n > 90 || s > n) return `bbox latitudes must be within [-90, 90] with south <= north (south ${s}, north ${n})`;
     return undefined;
   };
 

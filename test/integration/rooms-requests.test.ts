@@ -174,3 +174,28 @@ test('a socket that disconnects while its request waits keeps no room', async ()
   // Had a queued request joined a room after the disconnect, its shard channel would stay subscribed.
   await waitFor(async () => ((await S.roomSubscribers('acme', tile)) === 0 && (await S.roomSubscribers('acme', other)) === 0) || undefined, 3000, 'rooms left');
 });
+
+test('viewport bounds: longitudes outside [-180, 180] and latitudes outside [-90, 90] are BAD_REQUEST', async () => {
+  const { s } = await raw();
+  const bad: [number, number, number, number][] = [
+    [190, 10, 200, 11], // west > 180
+    [10, 10, -190, 11], // east < -180
+    [-190, 10, 10, 11],
+    [10, 10, 190, 11],
+    [10, -91, 11, 10],
+    [10, 10, 11, 91],
+    [10, 12, 11, 10], // south > north
+    [Number.NaN, 10, 11, 11],
+  ];
+  for (const bbox of bad) {
+    const r = await viewport(s, bbox, 15);
+    assert.equal(!r.ok && r.code, 'BAD_REQUEST', `bbox ${JSON.stringify(bbox)}`);
+    assert.match(!r.ok ? r.message : '', /bbox/);
+  }
+  // Still accepted: the antimeridian (west > east), and latitudes beyond the Mercator limit (clamped).
+  const cross = await viewport(s, [179.99, 10, -179.99, 10.01], 12);
+  assert.ok(cross.ok, JSON.stringify(cross));
+  assert.deepEqual([...(cross.ok ? cross.tiles : [])].map((t) => t.split('/')[1]).sort(), ['0', '4095']);
+  const polar = await viewport(s, [10, 86, 10.01, 90], 12);
+  assert.ok(polar.ok && polar.tiles.every((t) => t.endsWith('/0')), JSON.stringify(polar));
+});

@@ -20,6 +20,7 @@ import { createRoomReader, type RoomReader } from './room-reader.js';
 import { createRoomRegistry } from './registry.js';
 import { entityRoom, parseRoom, roomName } from './room-names.js';
 import { roomsMetrics } from './metrics.js';
+import { atDeadline } from './deadline.js';
 
 export { roomName } from './room-names.js';
 
@@ -218,12 +219,11 @@ export function createRooms(d: RoomsDeps): Rooms {
     const { tenant } = socket.data.principal;
     roomsMetrics.connections.inc();
     // A token is only good until it expires: then the client must come back with a fresh one.
-    const ttl = socket.data.principal.exp - Date.now();
-    const expiry = ttl > 0 && ttl < 2 ** 31 - 1 ? setTimeout(() => socket.disconnect(true), ttl) : undefined;
-    expiry?.unref();
+    // (exp may be months away: beyond setTimeout's 2^31-1 ms limit the timer is re-armed in chunks.)
+    const expiry = atDeadline(socket.data.principal.exp, () => socket.disconnect(true));
     socket.on('disconnect', () => {
       roomsMetrics.connections.dec();
-      if (expiry) clearTimeout(expiry);
+      expiry.cancel();
     });
 
     /**

@@ -199,3 +199,14 @@ test('viewport bounds: longitudes outside [-180, 180] and latitudes outside [-90
   const polar = await viewport(s, [10, 86, 10.01, 90], 12);
   assert.ok(polar.ok && polar.tiles.every((t) => t.endsWith('/0')), JSON.stringify(polar));
 });
+
+test('a token valid for months keeps its socket (the expiry timer is armed in chunks, not fired at once)', async () => {
+  const s = io(S.url, { path: SOCKET_PATH, parser: roomsParser, transports: ['websocket'], auth: { token: await token('long', ['subscribe'], 'acme', 90 * 86_400) }, forceNew: true, reconnection: false });
+  open.push(s);
+  const reasons: string[] = [];
+  s.on('disconnect', (r) => reasons.push(r));
+  await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('connect_error', reject); });
+  await sleep(300);
+  assert.equal(s.connected, true);
+  assert.deepEqual(reasons, []);
+});

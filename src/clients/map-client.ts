@@ -9,9 +9,14 @@
  *   await m.close();
  *
  * State: per tile, the snapshot replaces what the client held, then `update` upserts (never
- * moving an entity back in time) and `left` deletes. After a reconnect the client re-sends its
- * tiles, viewport and follows automatically; the server answers with fresh snapshots, so the
- * state converges to the truth (whatever happened while disconnected is covered by the snapshot).
+ * moving an entity back in time) and `left` deletes. Deltas that arrive while a request for the
+ * tile is in flight are also kept aside and applied again on top of its snapshot (the snapshot
+ * may have been read before them), so an entity that left meanwhile does not come back. Frames
+ * of tiles the client neither holds nor has asked for are dropped. The client holds what the
+ * server's acks say, applied in request order (an ack older than one already applied is
+ * ignored). After a reconnect the client re-sends its tiles, viewport and follows
+ * automatically; the server answers with fresh snapshots, so the state converges to the truth
+ * (whatever happened while disconnected is covered by the snapshot).
  */
 import { io, type Socket } from 'socket.io-client';
 import { Unpackr } from 'msgpackr';
@@ -20,6 +25,7 @@ import type {
 } from '../protocol/rooms.js';
 import { SOCKET_PATH, unpackEntity, type PackedEntity } from '../protocol/rooms.js';
 import { roomsParser } from '../protocol/rooms-parser.js';
+import { tileKey, tilesInBBox } from '../geo/tiles.js';
 
 export type { EntityUpdate, LeftEntity, TileAggregate, SubscribeAck, FollowAck };
 
@@ -37,7 +43,7 @@ export interface MapClientOptions {
 }
 
 export interface MapClientEvents {
-  /** A tile's live entities at (re)subscribe time; the tile's state was replaced by them. */
+  /** A tile's live entities at (re)subscribe time; the tile's state was replaced by them (plus the deltas that arrived meanwhile). */
   snapshot: (tile: string, entities: EntityUpdate[]) => void;
   /** Changed entities of a tile; `receivedAt` = Date.now() on arrival (latency = receivedAt - u.ts). */
   update: (tile: string, updates: EntityUpdate[], receivedAt: number) => void;
@@ -60,68 +66,105 @@ export class MapConnectError extends Error {
 
 type Listener<K extends keyof MapClientEvents> = MapClientEvents[K];
 type Bbox = [number, number, number, number];
+type Frame = { left: false; list: EntityUpdate[] } | { left: true; list: LeftEntity[] };
+/** A tile named by requests in flight: its deltas are kept to be applied again on top of its snapshot. */
+interface PendingTile { requests: number; frames: Frame[] }
 
 const unpackr = new Unpackr({ useRecords: false });
 const decode = <T>(payload: Uint8Array | ArrayBuffer): T =>
   unpackr.unpack(payload instanceof Uint8Array ? payload : new Uint8Array(payload)) as T;
+
+function applyUpdates(m: Map<string, EntityUpdate>, list: readonly EntityUpdate[]): void {
+  for (const u of list) {
+    const cur = m.get(u.id);
+    if (!cur || cur.ts <= u.ts) m.set(u.id, u);
+  }
+}
+
+function applyLeft(m: Map<string, EntityUpdate>, list: readonly LeftEntity[]): void {
+  for (const l of list) {
+    const cur = m.get(l.id);
+    // a 'moved' left older than what we hold (it came back in) is ignored
+    if (cur && (l.reason === 'expired' || cur.ts <= l.ts)) m.delete(l.id);
+  }
+}
 
 export class MapClient {
   private readonly listeners = new Map<keyof MapClientEvents, Set<(...args: never[]) => void>>();
   private readonly state = new Map<string, Map<string, EntityUpdate>>();
   private readonly aggs = new Map<string, TileAggregate>();
   private readonly followedState = new Map<string, EntityUpdate>();
-  /** What to re-send after a reconnect. */
+  /** What the server holds for us (as its acks said), and what to re-send after a reconnect. */
   private readonly tiles = new Set<string>();
   private viewportTiles = new Set<string>();
   private viewport: { bbox: Bbox; zoom: number } | undefined;
   private readonly follows = new Set<string>();
+  /** Tiles and entity ids named by requests in flight. */
+  private readonly pending = new Map<string, PendingTile>();
+  private readonly pendingFollows = new Map<string, number>();
+  /** Viewport requests in flight (the client does not know all their tiles before the ack). */
+  private readonly viewportRequests: { seq: number; bbox: Bbox; zoom: number }[] = [];
+  /** Requests are numbered; an ack older than one already applied to the same tile (or the viewport) is ignored. */
+  private seq = 0;
+  private viewportSeq = 0;
+  private readonly tileSeq = new Map<string, number>();
   private connectedOnce = false;
   private closed = false;
 
   private constructor(readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>, private readonly opts: Required<MapClientOptions>) {
     socket.on('snapshot', (tile, payload) => {
+      if (!this.holds(tile) && this.viewportRequests.length === 0) return; // dropped meanwhile
       const list = decode<PackedEntity[]>(payload).map(unpackEntity);
-      if (this.opts.keepState) this.state.set(tile, new Map(list.map((u) => [u.id, u])));
+      if (this.opts.keepState) {
+        const m = new Map(list.map((u) => [u.id, u]));
+        // Deltas since the request was sent may be newer than the snapshot's read: apply them again.
+        for (const f of this.pending.get(tile)?.frames ?? []) {
+          if (f.left) applyLeft(m, f.list);
+          else applyUpdates(m, f.list);
+        }
+        this.state.set(tile, m);
+      }
       this.emit('snapshot', tile, list);
     });
     socket.on('update', (tile, payload) => {
       const receivedAt = Date.now();
+      if (!this.holds(tile)) return;
       const list = decode<PackedEntity[]>(payload).map(unpackEntity);
       if (this.opts.keepState) {
+        const p = this.pending.get(tile);
+        p?.frames.push({ left: false, list });
         let m = this.state.get(tile);
-        if (!m) this.state.set(tile, (m = new Map()));
-        for (const u of list) {
-          const cur = m.get(u.id);
-          if (!cur || cur.ts <= u.ts) m.set(u.id, u);
-        }
+        if (!m && !p) this.state.set(tile, (m = new Map()));
+        if (m) applyUpdates(m, list);
       }
       this.emit('update', tile, list, receivedAt);
     });
     socket.on('left', (tile, payload) => {
+      if (!this.holds(tile)) return;
       const list = decode<LeftEntity[]>(payload);
-      const m = this.state.get(tile);
-      if (m) {
-        for (const l of list) {
-          const cur = m.get(l.id);
-          // a 'moved' left older than what we hold (it came back in) is ignored
-          if (cur && (l.reason === 'expired' || cur.ts <= l.ts)) m.delete(l.id);
-        }
+      if (this.opts.keepState) {
+        this.pending.get(tile)?.frames.push({ left: true, list });
+        const m = this.state.get(tile);
+        if (m) applyLeft(m, list);
       }
       this.emit('left', tile, list);
     });
     socket.on('aggregates', (tile, payload) => {
+      if (!this.holds(tile) && this.viewportRequests.length === 0) return;
       const agg = decode<TileAggregate>(payload);
       this.aggs.set(tile, agg);
       this.emit('aggregates', tile, agg);
     });
     socket.on('entity', (id, payload) => {
       const receivedAt = Date.now();
+      if (!this.follows.has(id) && !this.pendingFollows.has(id)) return;
       const u = unpackEntity(decode<PackedEntity>(payload));
       const cur = this.followedState.get(id);
       if (!cur || cur.ts <= u.ts) this.followedState.set(id, u);
       this.emit('entity', id, u, receivedAt);
     });
     socket.on('entityLeft', (id, reason) => {
+      if (!this.follows.has(id) && !this.pendingFollows.has(id)) return;
       this.followedState.delete(id);
       this.emit('entityLeft', id, reason);
     });
@@ -135,6 +178,7 @@ export class MapClient {
     });
     socket.on('connect', () => {
       if (!this.connectedOnce) { this.connectedOnce = true; return; }
+      for (const p of this.pending.values()) p.frames = []; // deltas of the old connection: the snapshots replace them
       void this.resubscribe().then((acks) => this.emit('reconnected', acks), () => undefined);
     });
   }
@@ -197,38 +241,84 @@ export class MapClient {
 
   /** Adds tiles `z/x/y`; each gets a snapshot (or aggregates) then deltas. */
   async subscribeTiles(tiles: string[]): Promise<SubscribeAck> {
-    const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('subscribe', { tiles });
-    if (ack.ok) for (const t of ack.tiles) this.tiles.add(t);
-    return ack;
+    const seq = ++this.seq;
+    return this.inFlight(tiles, async () => {
+      const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('subscribe', { tiles });
+      if (ack.ok) {
+        for (const t of ack.tiles) {
+          if (seq <= (this.tileSeq.get(t) ?? 0)) continue; // a later unsubscribe was applied already
+          this.tileSeq.set(t, seq);
+          this.tiles.add(t);
+        }
+      }
+      return ack;
+    });
   }
 
   /** Replaces the viewport (bbox [w,s,e,n] + zoom); tiles that left the viewport are dropped. */
   async subscribeViewport(bbox: Bbox, zoom: number): Promise<SubscribeAck> {
-    const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('viewport', { bbox, zoom });
-    if (ack.ok) {
-      const next = new Set<string>(ack.tiles);
-      for (const t of this.viewportTiles) if (!next.has(t) && !this.tiles.has(t)) this.forget(t);
-      this.viewportTiles = next;
-      this.viewport = { bbox, zoom };
+    const seq = ++this.seq;
+    const req = { seq, bbox, zoom };
+    this.viewportRequests.push(req);
+    const found = tilesInBBox(bbox, zoom, 4096);
+    try {
+      return await this.inFlight(found ? found.map(tileKey) : [], async () => {
+        const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('viewport', { bbox, zoom });
+        if (ack.ok && seq > this.viewportSeq) {
+          this.viewportSeq = seq;
+          const old = this.viewportTiles;
+          this.viewportTiles = new Set<string>(ack.tiles);
+          this.viewport = { bbox, zoom };
+          for (const t of old) if (!this.holds(t)) this.forget(t);
+        }
+        return ack;
+      });
+    } finally {
+      this.viewportRequests.splice(this.viewportRequests.indexOf(req), 1);
+      // Snapshots taken in while a viewport was in flight, of tiles it did not end up holding.
+      if (this.viewportRequests.length === 0) for (const t of [...this.state.keys(), ...this.aggs.keys()]) if (!this.holds(t)) this.forget(t);
     }
-    return ack;
   }
 
-  /** Drops tiles (default: every tile and the viewport). */
+  /** Drops tiles (default: every tile and the viewport, including those of requests in flight). */
   async unsubscribe(tiles?: string[]): Promise<SubscribeAck> {
-    const list = tiles ?? [...new Set([...this.tiles, ...this.viewportTiles])];
-    if (!tiles) { this.viewport = undefined; this.viewportTiles = new Set<string>(); }
+    const seq = ++this.seq;
+    const list = tiles ?? [...new Set([...this.tiles, ...this.viewportTiles, ...this.pending.keys()])];
+    if (!tiles) {
+      // Whatever viewport ack comes back meanwhile is older than this: never applied.
+      this.viewportSeq = seq;
+      this.viewport = undefined;
+      this.viewportTiles = new Set<string>();
+    }
     if (list.length === 0) return { ok: true, tiles: [] };
     const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('unsubscribe', { tiles: list });
-    if (ack.ok) for (const t of list) { this.tiles.delete(t); this.viewportTiles.delete(t); this.forget(t); }
+    if (ack.ok) {
+      for (const t of list) {
+        if (seq > (this.tileSeq.get(t) ?? 0)) {
+          this.tileSeq.set(t, seq);
+          this.tiles.delete(t);
+        }
+        if (seq > this.viewportSeq) this.viewportTiles.delete(t);
+        if (!this.holds(t)) this.forget(t);
+      }
+    }
+    this.pruneSeqs();
     return ack;
   }
 
   /** Follows one entity (token claim `follow` must list it, or scope `admin`). */
   async followEntity(id: string): Promise<FollowAck> {
-    const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('follow', { id });
-    if (ack.ok) this.follows.add(id);
-    return ack;
+    this.pendingFollows.set(id, (this.pendingFollows.get(id) ?? 0) + 1);
+    try {
+      const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('follow', { id });
+      if (ack.ok) this.follows.add(id);
+      return ack;
+    } finally {
+      const n = (this.pendingFollows.get(id) ?? 1) - 1;
+      if (n > 0) this.pendingFollows.set(id, n);
+      else this.pendingFollows.delete(id);
+      if (!this.follows.has(id) && !this.pendingFollows.has(id)) this.followedState.delete(id);
+    }
   }
 
   async unfollowEntity(id: string): Promise<FollowAck> {
@@ -279,9 +369,39 @@ export class MapClient {
     this.socket.close();
   }
 
+  /** A tile whose frames are wanted: held, or named by a request in flight. */
+  private holds(tile: string): boolean {
+    return this.tiles.has(tile) || this.viewportTiles.has(tile) || this.pending.has(tile);
+  }
+
   private forget(tile: string): void {
     this.state.delete(tile);
     this.aggs.delete(tile);
+  }
+
+  /** Runs a request naming `tiles`: their frames are kept while it is in flight; whatever is not held after it is forgotten. */
+  private async inFlight<T>(tiles: readonly string[], fn: () => Promise<T>): Promise<T> {
+    for (const t of tiles) {
+      const p = this.pending.get(t);
+      if (p) p.requests++;
+      else this.pending.set(t, { requests: 1, frames: [] });
+    }
+    try {
+      return await fn();
+    } finally {
+      for (const t of tiles) {
+        const p = this.pending.get(t);
+        if (p && --p.requests <= 0) this.pending.delete(t);
+        if (!this.holds(t)) this.forget(t);
+      }
+      this.pruneSeqs();
+    }
+  }
+
+  /** With nothing in flight, per-tile sequence numbers of tiles not held are of no use. */
+  private pruneSeqs(): void {
+    if (this.pending.size > 0 || this.tileSeq.size <= this.tiles.size) return;
+    for (const t of this.tileSeq.keys()) if (!this.tiles.has(t)) this.tileSeq.delete(t);
   }
 
   private async resubscribe(): Promise<SubscribeAck[]> {

@@ -1,0 +1,196 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { us_listen_socket } from 'uWebSockets.js';
+import { loadUws } from '../../src/gateway/uws.js';
+import { Server } from 'socket.io';
+import { pack } from 'msgpackr';
+import { startRoomsServer, type RoomsServer } from '../helpers/rooms-server.js';
+import { token } from '../helpers/tokens.js';
+import { until, sleep } from '../helpers/wait.js';
+import { tileBBox, parseTile, tilesInBBox, tileKey } from '../../src/geo/tiles.js';
+import { roomsParser } from '../../src/protocol/rooms-parser.js';
+import { SOCKET_PATH, packEntity, type EntityUpdate, type SubscribeAck } from '../../src/protocol/rooms.js';
+import { MapClient, type MapClientOptions } from '../../src/clients/map-client.js';
+
+/**
+ * The client module's state against the in-process rooms server (snapshot reads the test
+ * delays or fails, test/helpers/rooms-server.ts), and against a scripted socket.io server for
+ * ack orders the real server no longer produces: deltas racing a snapshot, overlapping
+ * requests, frames of tiles not held.
+ */
+let S: RoomsServer;
+const open: { close(): unknown }[] = [];
+
+before(async () => { S = await startRoomsServer({ maxTilesPerClient: 16 }); });
+after(async () => {
+  for (const c of open) await c.close();
+  await S?.stop();
+});
+
+async function client(opts: MapClientOptions = {}, url = S.url, tok?: string | (() => Promise<string>)): Promise<MapClient> {
+  const m = await MapClient.connect(url, tok ?? await token(`map-${Math.random()}`, ['subscribe', 'admin']), opts);
+  open.push(m);
+  return m;
+}
+
+/** A point in the middle of a tile, and one in the middle of its eastern neighbour. */
+function centre(tile: string): { lat: number; lon: number } {
+  const [w, s, e, n] = tileBBox(parseTile(tile)!);
+  return { lon: (w + e) / 2, lat: (s + n) / 2 };
+}
+function east(tile: string): string {
+  const t = parseTile(tile)!;
+  return `${t.z}/${t.x + 1}/${t.y}`;
+}
+const at = (id: string, tile: string, ts: number): EntityUpdate => ({ id, ...centre(tile), ts });
+const moved = (u: EntityUpdate, prev?: EntityUpdate): void => S.rooms.moved([{ now: { tenant: 'acme', ...u }, ...(prev ? { prev: { lat: prev.lat, lon: prev.lon } } : {}) }]);
+
+let n = 0;
+const freshTile = (z = 16): string => `${z}/${20000 + (n++) * 3}/24000`;
+
+test('a left that arrives before the tile\'s snapshot is applied after it: the vehicle does not come back', async () => {
+  const m = await client();
+  const tile = freshTile();
+  const t0 = Date.now();
+  const car = at('car-l', tile, t0);
+  S.reader.tiles.set(tile, [car]); // the snapshot is read before the move
+  const gate = S.reader.hold(tile);
+  const lefts: string[] = [];
+  m.on('left', (t, l) => { if (t === tile) lefts.push(...l.map((x) => x.id)); });
+  const sub = m.subscribeTiles([tile]);
+  await gate.reached;
+  moved(at('car-l', east(tile), t0 + 1000), car); // it moves out: 'left' for the tile
+  await until(() => lefts.includes('car-l'), 3000, 'left frame');
+  gate.release();
+  assert.ok((await sub).ok);
+  assert.equal(m.tileState(tile).has('car-l'), false, 'left before the snapshot still applies');
+});
+
+test('an update that arrives before the snapshot wins over the older snapshot; an expiry too', async () => {
+  const m = await client();
+  const tile = freshTile();
+  const t0 = Date.now();
+  const a = at('car-u', tile, t0), b = at('car-x', tile, t0);
+  S.reader.tiles.set(tile, [a, b]);
+  const gate = S.reader.hold(tile);
+  let updates = 0, lefts = 0;
+  m.on('update', (t) => { if (t === tile) updates++; });
+  m.on('left', (t) => { if (t === tile) lefts++; });
+  const sub = m.subscribeTiles([tile]);
+  await gate.reached;
+  const newer = { ...a, lat: a.lat + 1e-5, ts: t0 + 500 };
+  moved(newer, a);
+  S.rooms.expired([{ tenant: 'acme', ...b }]);
+  await until(() => updates > 0 && lefts > 0, 3000, 'update and left frames');
+  gate.release();
+  assert.ok((await sub).ok);
+  assert.equal(m.tileState(tile).get('car-u')?.ts, newer.ts);
+  assert.equal(m.tileState(tile).has('car-x'), false);
+  // Later deltas apply as usual.
+  moved({ ...newer, ts: t0 + 900 }, newer);
+  await until(() => m.tileState(tile).get('car-u')?.ts === t0 + 900, 3000, 'later update');
+});
+
+test('overlapping viewports and an unsubscribe during a subscribe leave the client holding what the server holds', async () => {
+  const m = await client();
+  const x = 20500 + (n++) * 4;
+  const nw = tileBBox({ z: 16, x, y: 24100 }), se = tileBBox({ z: 16, x: x + 1, y: 24101 });
+  const big: [number, number, number, number] = [nw[0] + 1e-5, se[1] + 1e-5, se[2] - 1e-5, nw[3] - 1e-5];
+  const bigTiles = tilesInBBox(big, 16)!.map(tileKey);
+  const first = bigTiles[0]!;
+  const fb = tileBBox(parseTile(first)!);
+  const small: [number, number, number, number] = [fb[0] + 1e-5, fb[1] + 1e-5, fb[2] - 1e-5, fb[3] - 1e-5];
+  const gate = S.reader.hold(bigTiles[3]!);
+  const pa = m.subscribeViewport(big, 16);
+  await gate.reached;
+  const pb = m.subscribeViewport(small, 16);
+  await sleep(50);
+  gate.release();
+  const [ra, rb] = await Promise.all([pa, pb]);
+  assert.ok(ra.ok && rb.ok);
+  assert.deepEqual(m.subscribedTiles(), [first]);
+  for (const t of bigTiles.slice(1)) assert.equal(m.tileState(t).size, 0);
+
+  const tile = freshTile();
+  S.reader.tiles.set(tile, [at('car-us', tile, Date.now())]);
+  const g2 = S.reader.hold(tile);
+  const ps = m.subscribeTiles([tile]);
+  await g2.reached;
+  const pu = m.unsubscribe([tile]);
+  g2.release();
+  await Promise.all([ps, pu]);
+  assert.deepEqual(m.subscribedTiles(), [first]);
+  assert.equal(m.tileState(tile).size, 0);
+  const got: string[] = [];
+  m.on('update', (t) => got.push(t));
+  moved(at('car-us2', tile, Date.now()));
+  await sleep(200);
+  assert.deepEqual(got, []);
+});
+
+/**
+ * A socket.io server that answers as the test scripts it (acks out of order, frames of any
+ * tile). On uWS like the gateway: socket.io patches its in-memory adapter for uWS once an app is
+ * attached in the process, after which a server on node's http cannot join rooms.
+ */
+async function scripted(onConnect: (socket: import('socket.io').Socket) => void): Promise<{ url: string; close(): Promise<void> }> {
+  const { uws } = loadUws();
+  const app = uws.App();
+  const io = new Server({ path: SOCKET_PATH, parser: roomsParser, transports: ['websocket'] });
+  io.attachApp(app);
+  io.on('connection', onConnect);
+  const listen = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (ls) => (ls ? resolve(ls) : reject(new Error('listen')))));
+  const url = `http://127.0.0.1:${uws.us_socket_local_port(listen)}`;
+  return {
+    url,
+    close: async () => {
+      io.local.disconnectSockets(true);
+      await new Promise<void>((r) => { io.close(() => r()); });
+      uws.us_listen_socket_close(listen);
+    },
+  };
+}
+
+test('against a server that answers out of order: the later request wins, late snapshots and frames of tiles not held are dropped', async () => {
+  const A = ['16/1/1', '16/1/2'], B = ['16/1/1'];
+  const srv = await scripted((socket) => {
+    socket.on('viewport', (req: { zoom: number }, ack: (a: SubscribeAck) => void) => {
+      if (req.zoom === 16) setTimeout(() => { socket.emit('snapshot', '16/1/2', pack([])); ack({ ok: true, tiles: A }); }, 150);
+      else ack({ ok: true, tiles: B }); // zoom 17 stands for "B" here
+    });
+    socket.on('subscribe', (req: { tiles: string[] }, ack: (a: SubscribeAck) => void) => {
+      setTimeout(() => {
+        socket.emit('snapshot', req.tiles[0]!, pack([packEntity({ id: 'ghost', lat: 1, lon: 1, ts: 1 })]));
+        ack({ ok: true, tiles: req.tiles });
+      }, 150);
+    });
+    socket.on('unsubscribe', (req: { tiles: string[] }, ack: (a: SubscribeAck) => void) => ack({ ok: true, tiles: req.tiles }));
+    socket.on('stray', () => {
+      socket.emit('update', '16/9/9', pack([packEntity({ id: 'stray', lat: 1, lon: 1, ts: 2 })]));
+      socket.emit('snapshot', '16/9/9', pack([packEntity({ id: 'stray', lat: 1, lon: 1, ts: 2 })]));
+    });
+  });
+  open.push(srv);
+  const m = await client({}, srv.url, 'any-token');
+  const pa = m.subscribeViewport([0, 0, 1, 1], 16);
+  await sleep(20);
+  const pb = m.subscribeViewport([0, 0, 1, 1], 17);
+  await Promise.all([pa, pb]);
+  assert.deepEqual(m.subscribedTiles(), B, 'the older viewport\'s late ack is ignored');
+  assert.equal(m.tileState('16/1/2').size, 0);
+
+  const ps = m.subscribeTiles(['16/5/5']);
+  await sleep(20);
+  await m.unsubscribe(['16/5/5']);
+  await ps;
+  assert.deepEqual(m.subscribedTiles(), B, 'a subscribe acked after the unsubscribe does not re-add the tile');
+  assert.equal(m.tileState('16/5/5').size, 0, 'nor does its late snapshot');
+
+  const seen: string[] = [];
+  m.on('update', (t) => seen.push(t));
+  m.on('snapshot', (t) => seen.push(t));
+  (m.socket as unknown as { emit(ev: string): void }).emit('stray');
+  await sleep(150);
+  assert.deepEqual(seen, []);
+  assert.equal(m.tileState('16/9/9').size, 0);
+});

@@ -14,9 +14,9 @@
  * may have been read before them), so an entity that left meanwhile does not come back. Frames
  * of tiles the client neither holds nor has asked for are dropped. The client holds what the
  * server's acks say, applied in request order (an ack older than one already applied is
- * ignored). After a reconnect the client re-sends its tiles, viewport and follows
- * automatically; the server answers with fresh snapshots, so the state converges to the truth
- * (whatever happened while disconnected is covered by the snapshot).
+ * ignored). After a reconnect the per-tile and followed state is cleared, and the client re-sends
+ * its tiles, viewport and follows; the server answers with fresh snapshots. What fails is sent
+ * again after a pause (`resubscribeFailed` event), what is refused is dropped.
  */
 import { io, type Socket } from 'socket.io-client';
 import { Unpackr } from 'msgpackr';
@@ -40,6 +40,25 @@ export interface MapClientOptions {
   keepState?: boolean;
   /** Use a fresh engine connection rather than socket.io-client's shared manager. Default true. */
   forceNew?: boolean;
+  /** First pause before re-sending what failed after a reconnect (doubles up to retryMaxMs). Default 500 ms. */
+  retryMinMs?: number;
+  /** Longest pause between retries (re-subscribing, and reconnecting after a refused handshake). Default 10 s. */
+  retryMaxMs?: number;
+}
+
+/** A subscription that could not be re-sent after a reconnect. */
+export interface ResubscribeFailure {
+  request: 'subscribe' | 'viewport' | 'follow';
+  /** The tiles, the viewport, or the followed entity id. */
+  target: string[] | { bbox: Bbox; zoom: number } | string;
+  /** The ack's code (UNAVAILABLE, TOO_MANY_TILES, FORBIDDEN, …), or TIMEOUT when no ack came. */
+  code: string;
+  message: string;
+  /** True: sent again after `retryInMs`. False: refused for good, the client no longer holds it. */
+  retrying: boolean;
+  retryInMs?: number;
+  /** 1 for the re-send right after the reconnect, then 2, 3, … */
+  attempt: number;
 }
 
 export interface MapClientEvents {
@@ -52,8 +71,16 @@ export interface MapClientEvents {
   /** A followed entity moved (also sent once at follow time when it is live). */
   entity: (id: string, update: EntityUpdate, receivedAt: number) => void;
   entityLeft: (id: string, reason: string) => void;
-  /** Connected again after a drop; subscriptions were re-sent. */
+  /** Connected again after a drop; subscriptions were re-sent (acks of the first attempt, failures included). */
   reconnected: (acks: SubscribeAck[]) => void;
+  /** Re-sending a subscription after a reconnect failed (see ResubscribeFailure). */
+  resubscribeFailed: (failure: ResubscribeFailure) => void;
+  /**
+   * The server refused a handshake after connect() had succeeded (a token from the provider
+   * expired or lost its scope, …). socket.io-client gives up then; with a token provider the
+   * client tries again after a pause (`retrying`), with a fixed token it stays disconnected.
+   */
+  refused: (error: MapConnectError, retrying: boolean) => void;
   disconnect: (reason: string) => void;
 }
 
@@ -73,6 +100,11 @@ interface PendingTile { requests: number; frames: Frame[] }
 const unpackr = new Unpackr({ useRecords: false });
 const decode = <T>(payload: Uint8Array | ArrayBuffer): T =>
   unpackr.unpack(payload instanceof Uint8Array ? payload : new Uint8Array(payload)) as T;
+
+/** Codes after which re-sending the same request cannot succeed. */
+const FINAL_CODES = new Set(['BAD_REQUEST', 'TOO_MANY_TILES', 'FORBIDDEN']);
+const failure = (err: unknown): { ok: false; code: string; message: string } =>
+  ({ ok: false, code: 'TIMEOUT', message: err instanceof Error ? err.message : String(err) });
 
 function applyUpdates(m: Map<string, EntityUpdate>, list: readonly EntityUpdate[]): void {
   for (const u of list) {
@@ -102,16 +134,24 @@ export class MapClient {
   /** Tiles and entity ids named by requests in flight. */
   private readonly pending = new Map<string, PendingTile>();
   private readonly pendingFollows = new Map<string, number>();
-  /** Viewport requests in flight (the client does not know all their tiles before the ack). */
+  /** Viewport requests in flight (latest last): the latest one is what a reconnect re-sends. */
   private readonly viewportRequests: { seq: number; bbox: Bbox; zoom: number }[] = [];
   /** Requests are numbered; an ack older than one already applied to the same tile (or the viewport) is ignored. */
   private seq = 0;
   private viewportSeq = 0;
   private readonly tileSeq = new Map<string, number>();
+  /** Connections so far; what is confirmed on the current one. */
+  private epoch = 0;
+  private confirmed = { tiles: new Set<string>(), viewport: false, follows: new Set<string>() };
+  private refusals = 0;
   private connectedOnce = false;
   private closed = false;
 
-  private constructor(readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>, private readonly opts: Required<MapClientOptions>) {
+  private constructor(
+    readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>,
+    private readonly opts: Required<MapClientOptions>,
+    private readonly tokenProvided: boolean,
+  ) {
     socket.on('snapshot', (tile, payload) => {
       if (!this.holds(tile) && this.viewportRequests.length === 0) return; // dropped meanwhile
       const list = decode<PackedEntity[]>(payload).map(unpackEntity);
@@ -176,10 +216,29 @@ export class MapClient {
         setTimeout(() => { if (!this.closed) socket.connect(); }, 200 + Math.floor(Math.random() * 800)).unref();
       }
     });
+    socket.on('connect_error', (err: Error & { data?: { code?: string } }) => {
+      // Before the first connection connect() reports refusals; transport errors are retried by socket.io-client.
+      if (!this.connectedOnce || this.closed || !err.data?.code) return;
+      // A refused handshake ends socket.io-client's reconnection: a token provider may have a
+      // better token next time, a fixed token will not.
+      const retrying = this.opts.reconnect && this.tokenProvided;
+      this.emit('refused', new MapConnectError(err.data.code, err.message), retrying);
+      if (retrying) {
+        const pause = Math.min(this.opts.retryMaxMs, this.opts.retryMinMs * 2 ** Math.min(this.refusals++, 16));
+        setTimeout(() => { if (!this.closed && !socket.connected) socket.connect(); }, pause).unref();
+      }
+    });
     socket.on('connect', () => {
+      this.refusals = 0;
       if (!this.connectedOnce) { this.connectedOnce = true; return; }
-      for (const p of this.pending.values()) p.frames = []; // deltas of the old connection: the snapshots replace them
-      void this.resubscribe().then((acks) => this.emit('reconnected', acks), () => undefined);
+      // Nothing held before the drop is known to be true any more: fresh snapshots will tell.
+      const epoch = ++this.epoch;
+      this.confirmed = { tiles: new Set(), viewport: false, follows: new Set() };
+      this.state.clear();
+      this.aggs.clear();
+      this.followedState.clear();
+      for (const p of this.pending.values()) p.frames = [];
+      void this.resubscribe(epoch);
     });
   }
 
@@ -195,6 +254,8 @@ export class MapClient {
       ackTimeoutMs: options.ackTimeoutMs ?? 10_000,
       keepState: options.keepState ?? true,
       forceNew: options.forceNew ?? true,
+      retryMinMs: options.retryMinMs ?? 500,
+      retryMaxMs: options.retryMaxMs ?? 10_000,
     };
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {
       path: SOCKET_PATH, parser: roomsParser, transports: ['websocket'], auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
@@ -202,18 +263,28 @@ export class MapClient {
       }, forceNew: opts.forceNew,
       reconnection: opts.reconnect, reconnectionDelay: 200, reconnectionDelayMax: 2000, timeout: opts.connectTimeoutMs,
     });
-    const client = new MapClient(socket, opts);
+    const client = new MapClient(socket, opts, typeof token !== 'string');
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { socket.close(); reject(new MapConnectError('TIMEOUT', `no connection to ${url} in ${opts.connectTimeoutMs} ms`)); }, opts.connectTimeoutMs);
-      socket.once('connect', () => { clearTimeout(timer); resolve(client); });
-      socket.once('connect_error', (err: Error & { data?: { code?: string } }) => {
+      // Only until connect() settles: later refusals are the client's (event `refused`).
+      const settle = (): void => {
+        clearTimeout(timer);
+        socket.off('connect', onConnect);
+        socket.off('connect_error', onError);
+      };
+      const fail = (e: MapConnectError): void => {
+        settle();
+        client.closed = true;
+        socket.close();
+        reject(e);
+      };
+      const onConnect = (): void => { settle(); resolve(client); };
+      const onError = (err: Error & { data?: { code?: string } }): void => {
         // A refused handshake (middleware error) carries data.code; transport errors retry.
-        if (err.data?.code || !opts.reconnect) {
-          clearTimeout(timer);
-          socket.close();
-          reject(new MapConnectError(err.data?.code ?? 'CONNECT_FAILED', err.message));
-        }
-      });
+        if (err.data?.code || !opts.reconnect) fail(new MapConnectError(err.data?.code ?? 'CONNECT_FAILED', err.message));
+      };
+      const timer = setTimeout(() => fail(new MapConnectError('TIMEOUT', `no connection to ${url} in ${opts.connectTimeoutMs} ms`)), opts.connectTimeoutMs);
+      socket.on('connect', onConnect);
+      socket.on('connect_error', onError);
     });
   }
 
@@ -246,6 +317,7 @@ export class MapClient {
       const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('subscribe', { tiles });
       if (ack.ok) {
         for (const t of ack.tiles) {
+          this.confirmed.tiles.add(t);
           if (seq <= (this.tileSeq.get(t) ?? 0)) continue; // a later unsubscribe was applied already
           this.tileSeq.set(t, seq);
           this.tiles.add(t);
@@ -266,6 +338,7 @@ export class MapClient {
         const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('viewport', { bbox, zoom });
         if (ack.ok && seq > this.viewportSeq) {
           this.viewportSeq = seq;
+          this.confirmed.viewport = true;
           const old = this.viewportTiles;
           this.viewportTiles = new Set<string>(ack.tiles);
           this.viewport = { bbox, zoom };
@@ -289,6 +362,7 @@ export class MapClient {
       this.viewportSeq = seq;
       this.viewport = undefined;
       this.viewportTiles = new Set<string>();
+      this.confirmed.viewport = true;
     }
     if (list.length === 0) return { ok: true, tiles: [] };
     const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('unsubscribe', { tiles: list });
@@ -311,7 +385,10 @@ export class MapClient {
     this.pendingFollows.set(id, (this.pendingFollows.get(id) ?? 0) + 1);
     try {
       const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('follow', { id });
-      if (ack.ok) this.follows.add(id);
+      if (ack.ok) {
+        this.follows.add(id);
+        this.confirmed.follows.add(id);
+      }
       return ack;
     } finally {
       const n = (this.pendingFollows.get(id) ?? 1) - 1;
@@ -353,9 +430,14 @@ export class MapClient {
     return this.followedState.get(id);
   }
 
-  /** Tiles currently subscribed (explicit + viewport). */
+  /** Tiles currently subscribed (explicit + viewport; after a reconnect, also those still being re-sent). */
   subscribedTiles(): string[] {
     return [...new Set([...this.tiles, ...this.viewportTiles])];
+  }
+
+  /** Entities followed (after a reconnect, also those still being re-sent). */
+  followedEntities(): string[] {
+    return [...this.follows];
   }
 
   /** Drops the connection as if the network failed (tests): socket.io-client reconnects. */
@@ -404,12 +486,68 @@ export class MapClient {
     for (const t of this.tileSeq.keys()) if (!this.tiles.has(t)) this.tileSeq.delete(t);
   }
 
-  private async resubscribe(): Promise<SubscribeAck[]> {
-    const acks: SubscribeAck[] = [];
-    const t = this.socket.timeout(this.opts.ackTimeoutMs);
-    if (this.tiles.size > 0) acks.push(await t.emitWithAck('subscribe', { tiles: [...this.tiles] }));
-    if (this.viewport) acks.push(await t.emitWithAck('viewport', this.viewport));
-    for (const id of this.follows) await t.emitWithAck('follow', { id });
-    return acks;
+  private live(epoch: number): boolean {
+    return !this.closed && this.epoch === epoch && this.socket.connected;
+  }
+
+  /**
+   * After a reconnect: re-sends the tiles, the viewport and the follows not yet confirmed on
+   * this connection, each on its own (one failure does not stop the others). What failed is
+   * reported (`resubscribeFailed`) and sent again after a pause that doubles up to retryMaxMs,
+   * until it succeeds, the connection drops (the next one starts over) or the client closes.
+   * What the server refuses for good (TOO_MANY_TILES, FORBIDDEN, …) is dropped.
+   */
+  private async resubscribe(epoch: number): Promise<void> {
+    let pause = this.opts.retryMinMs;
+    for (let attempt = 1; this.live(epoch); attempt++) {
+      const acks: SubscribeAck[] = [];
+      let retry = false;
+      const report = (request: ResubscribeFailure['request'], target: ResubscribeFailure['target'], ack: { code: string; message: string }, drop: () => void): void => {
+        const retrying = !FINAL_CODES.has(ack.code);
+        if (retrying) retry = true;
+        else drop();
+        this.emit('resubscribeFailed', { request, target, code: ack.code, message: ack.message, retrying, ...(retrying ? { retryInMs: pause } : {}), attempt });
+      };
+
+      const tiles = [...this.tiles].filter((t) => !this.confirmed.tiles.has(t));
+      if (tiles.length > 0) {
+        const ack = await this.subscribeTiles(tiles).catch(failure);
+        acks.push(ack);
+        if (!ack.ok) {
+          report('subscribe', tiles, ack, () => {
+            for (const t of tiles) { this.tiles.delete(t); if (!this.holds(t)) this.forget(t); }
+          });
+        }
+      }
+      if (!this.live(epoch)) return;
+
+      const v = this.viewportRequests.at(-1) ?? this.viewport;
+      if (v && !this.confirmed.viewport) {
+        const { bbox, zoom } = v;
+        const ack = await this.subscribeViewport(bbox, zoom).catch(failure);
+        acks.push(ack);
+        if (!ack.ok && !this.confirmed.viewport) {
+          report('viewport', { bbox, zoom }, ack, () => {
+            // Nothing of a viewport is held on this connection: drop it.
+            const old = this.viewportTiles;
+            this.viewport = undefined;
+            this.viewportTiles = new Set();
+            for (const t of old) if (!this.holds(t)) this.forget(t);
+          });
+        }
+      }
+      if (!this.live(epoch)) return;
+
+      for (const id of [...this.follows].filter((f) => !this.confirmed.follows.has(f))) {
+        const ack = await this.followEntity(id).catch(failure);
+        if (!this.live(epoch)) return;
+        if (!ack.ok) report('follow', id, ack, () => { this.follows.delete(id); this.followedState.delete(id); });
+      }
+
+      if (attempt === 1) this.emit('reconnected', acks);
+      if (!retry || !this.live(epoch)) return;
+      await new Promise((r) => setTimeout(r, pause).unref());
+      pause = Math.min(this.opts.retryMaxMs, pause * 2);
+    }
   }
 }

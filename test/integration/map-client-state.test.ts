@@ -10,13 +10,13 @@ import { until, sleep } from '../helpers/wait.js';
 import { tileBBox, parseTile, tilesInBBox, tileKey } from '../../src/geo/tiles.js';
 import { roomsParser } from '../../src/protocol/rooms-parser.js';
 import { SOCKET_PATH, packEntity, type EntityUpdate, type SubscribeAck } from '../../src/protocol/rooms.js';
-import { MapClient, type MapClientOptions } from '../../src/clients/map-client.js';
+import { MapClient, type MapClientOptions, type ResubscribeFailure, type MapConnectError } from '../../src/clients/map-client.js';
 
 /**
  * The client module's state against the in-process rooms server (snapshot reads the test
  * delays or fails, test/helpers/rooms-server.ts), and against a scripted socket.io server for
  * ack orders the real server no longer produces: deltas racing a snapshot, overlapping
- * requests, frames of tiles not held.
+ * requests, frames of tiles not held, and what happens after a reconnect.
  */
 let S: RoomsServer;
 const open: { close(): unknown }[] = [];
@@ -28,7 +28,7 @@ after(async () => {
 });
 
 async function client(opts: MapClientOptions = {}, url = S.url, tok?: string | (() => Promise<string>)): Promise<MapClient> {
-  const m = await MapClient.connect(url, tok ?? await token(`map-${Math.random()}`, ['subscribe', 'admin']), opts);
+  const m = await MapClient.connect(url, tok ?? await token(`map-${Math.random()}`, ['subscribe', 'admin']), { retryMinMs: 100, retryMaxMs: 400, ...opts });
   open.push(m);
   return m;
 }
@@ -193,4 +193,81 @@ test('against a server that answers out of order: the later request wins, late s
   await sleep(150);
   assert.deepEqual(seen, []);
   assert.equal(m.tileState('16/9/9').size, 0);
+});
+
+test('after a reconnect a slow or failing re-subscribe does not stop the rest; it is retried and reported; expired follows are gone', async () => {
+  const m = await client({ ackTimeoutMs: 400 });
+  const slow = freshTile(), failing = freshTile();
+  const vTile = freshTile();
+  const vb = tileBBox(parseTile(vTile)!);
+  const vbox: [number, number, number, number] = [vb[0] + 1e-5, vb[1] + 1e-5, vb[2] - 1e-5, vb[3] - 1e-5];
+  S.reader.tiles.set(slow, [at('car-s', slow, Date.now())]);
+  S.reader.tiles.set(failing, [at('car-f', failing, Date.now())]);
+  S.reader.tiles.set(vTile, [at('car-v', vTile, Date.now())]);
+  S.reader.entities.set('drv-live', at('drv-live', vTile, Date.now()));
+  S.reader.entities.set('drv-gone', at('drv-gone', vTile, Date.now()));
+  assert.ok((await m.subscribeTiles([slow])).ok);
+  assert.ok((await m.subscribeViewport(vbox, 16)).ok);
+  assert.ok((await m.followEntity('drv-live')).ok);
+  assert.ok((await m.followEntity('drv-gone')).ok);
+  assert.ok(m.followed('drv-gone'));
+
+  const failures: ResubscribeFailure[] = [];
+  m.on('resubscribeFailed', (f) => failures.push(f));
+  const reconnected = new Promise<SubscribeAck[]>((r) => m.on('reconnected', r));
+  S.reader.entities.delete('drv-gone'); // it expires while the client is away
+  S.reader.tiles.set(vTile, []); // and car-v left the viewport's tile
+  const gate = S.reader.hold(slow); // the re-subscribe of `slow` gets no ack in time
+  m.simulateDrop();
+  await gate.reached;
+  await until(() => failures.some((f) => f.request === 'subscribe' && f.code === 'TIMEOUT'), 3000, 'the timeout reported');
+  gate.release();
+  const acks = await reconnected;
+  assert.equal(acks.length, 2);
+  assert.equal(acks[0]!.ok, false);
+  assert.ok(acks[1]!.ok, 'the viewport was re-sent despite the failed subscribe');
+  assert.ok(failures[0]!.retrying && failures[0]!.retryInMs! > 0);
+  assert.equal(m.tileState(vTile).has('car-v'), false, 'fresh snapshot of the viewport');
+  await until(() => m.followed('drv-live'), 3000, 'the live follow re-sent');
+  assert.equal(m.followed('drv-gone'), undefined, 'an entity that expired while away is no longer shown');
+  // The retry brings `slow` back.
+  await until(() => m.tileState(slow).has('car-s'), 5000, 'the retried subscribe');
+  assert.deepEqual(m.subscribedTiles().sort(), [slow, vTile].sort());
+
+  // Redis failing twice in a row: retried until it works, each failure reported.
+  await m.subscribeTiles([failing]);
+  failures.length = 0;
+  S.reader.failNext(slow, 2);
+  const back = new Promise<void>((r) => m.on('reconnected', () => r()));
+  m.simulateDrop();
+  await back;
+  await until(() => m.tileState(slow).has('car-s') && m.tileState(failing).has('car-f'), 5000, 'both tiles back');
+  assert.deepEqual(failures.map((f) => [f.request, f.code, f.attempt, f.retrying]), [['subscribe', 'UNAVAILABLE', 1, true], ['subscribe', 'UNAVAILABLE', 2, true]]);
+});
+
+test('a handshake refused after connect() succeeded is reported, and with a token provider retried', async () => {
+  let good = true;
+  const m = await client({}, S.url, async () => (good ? token('map-ref', ['subscribe']) : 'expired-or-bad'));
+  const tile = freshTile();
+  assert.ok((await m.subscribeTiles([tile])).ok);
+  const refusals: [string, boolean][] = [];
+  m.on('refused', (e: MapConnectError, retrying) => refusals.push([e.code, retrying]));
+  const back = new Promise<void>((r) => m.on('reconnected', () => r()));
+  good = false;
+  m.simulateDrop();
+  await until(() => refusals.length > 0, 5000, 'refusal reported');
+  assert.deepEqual(refusals[0], ['UNAUTHORIZED', true]);
+  good = true;
+  await back;
+  assert.ok(m.connected);
+  assert.deepEqual(m.subscribedTiles(), [tile]);
+
+  // A fixed token: reported, not retried (it cannot get better).
+  const fixed = await client({}, S.url, await token('map-fixed', ['subscribe'], 'acme', 3));
+  const fixedRefusals: boolean[] = [];
+  fixed.on('refused', (_e, retrying) => fixedRefusals.push(retrying));
+  // The token expires: the server disconnects the socket, and the client's next handshake is refused.
+  await until(() => fixedRefusals.length > 0, 8000, 'fixed-token refusal reported');
+  await sleep(500);
+  assert.deepEqual(fixedRefusals, [false]);
 });

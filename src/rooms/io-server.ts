@@ -277,7 +277,7 @@ export function createRooms(d: RoomsDeps): Rooms {
         if (typeof zoom !== 'number' || !Number.isInteger(zoom) || zoom < o.minZoom || zoom > o.maxZoom) {
           return reply(bad(`zoom must be an integer in ${o.minZoom}..${o.maxZoom}`));
         }
-        const found = tilesInBBox(bbox as BBox, zoom, o.maxTilesPerClient);
+        const found = tilesInBBox(bbox as BBox, zoom, o.maxTilesPerClient, 'half-open');
         if (!found) return reply(tooMany());
         const next = new Set(found.map(tileKey));
         if (new Set([...socket.data.tiles, ...next]).size > o.maxTilesPerClient) return reply(tooMany());

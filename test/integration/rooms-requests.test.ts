@@ -210,3 +210,12 @@ test('a token valid for months keeps its socket (the expiry timer is armed in ch
   assert.equal(s.connected, true);
   assert.deepEqual(reasons, []);
 });
+
+test('a tile-aligned viewport is exactly its tiles: a 2×4 block at the cap of 8 is accepted', async () => {
+  const { s } = await raw();
+  const nw = tileBBox({ z: 15, x: 15700, y: 12400 }), se = tileBBox({ z: 15, x: 15701, y: 12403 });
+  const res = await viewport(s, [nw[0], se[1], se[2], nw[3]], 15);
+  assert.ok(res.ok, JSON.stringify(res));
+  assert.equal(res.tiles.length, 8);
+  assert.deepEqual([...new Set(res.tiles.map((t) => t.split('/')[1]))].sort(), ['15700', '15701']);
+});

@@ -13,7 +13,10 @@ bash scripts/ensure-deps.sh
 # What the user gave (external services, left alone by stack.sh); stack.sh up sets both below.
 GIVEN_REDIS_URL="${REDIS_URL:-}"
 GIVEN_DATABASE_URL="${DATABASE_URL:-}"
-eval "$(bash scripts/stack.sh up)"
+# Not `eval "$(…)"`: eval of an empty output succeeds, so a failed stack.sh would be let pass
+# (and what follows would run against default URLs). Its reasons are on stderr already.
+stack_env="$(bash scripts/stack.sh up)" || { echo "[start] the local stack did not come up (see above)" >&2; exit 1; }
+eval "$stack_env"
 export REDIS_URL DATABASE_URL
 export PORT="${PORT:-8080}"
 mkdir -p .data/logs

@@ -12,7 +12,10 @@ export STACK_DIR="${STACK_DIR:-$ROOT/.data/test-stack}"
 export STACK_REDIS_PORT="${STACK_REDIS_PORT:-6391}"
 export STACK_PG_PORT="${STACK_PG_PORT:-5441}"
 export STACK_DB="${STACK_DB:-geoflux_test}"
-eval "$(bash scripts/stack.sh up)"
+# Not `eval "$(…)"`: eval of an empty output succeeds, so a failed stack.sh would be let pass
+# (and what follows would run against default URLs). Its reasons are on stderr already.
+stack_env="$(bash scripts/stack.sh up)" || { echo "[test] the local stack did not come up (see above)" >&2; exit 1; }
+eval "$stack_env"
 export TEST_REDIS_URL="$REDIS_URL" TEST_DATABASE_URL="$DATABASE_URL"
 unset REDIS_URL DATABASE_URL
 if [ "${KEEP_STACK:-0}" != 1 ]; then trap 'bash scripts/stack.sh down' EXIT; fi

@@ -49,11 +49,17 @@ trap cleanup INT TERM HUP EXIT
 setsid node dist/src/main.js > .data/logs/gateway.log 2>&1 & pids+=($!)
 setsid node dist/workers/main.js > .data/logs/worker.log 2>&1 & pids+=($!)
 
+# The readiness probe runs on node, which is there anyway (curl is not: nothing here installs
+# it and a minimal Debian lacks it). 2xx = ready.
+gateway_ready() {
+  node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
+    "http://127.0.0.1:$PORT/readyz"
+}
 for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
+  if gateway_ready; then break; fi
   sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "[start] gateway did not become ready; see .data/logs/gateway.log" >&2; tail -20 .data/logs/gateway.log >&2; exit 1; }
+gateway_ready || { echo "[start] gateway did not become ready; see .data/logs/gateway.log" >&2; tail -20 .data/logs/gateway.log >&2; exit 1; }
 
 if [ -f dist/src/sim/cli.js ]; then
   setsid node dist/src/sim/cli.js --url "ws://127.0.0.1:$PORT" --vehicles "${SIM_VEHICLES:-200}" > .data/logs/simulator.log 2>&1 & pids+=($!)

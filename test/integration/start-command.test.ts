@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
 import { createTestDatabase, randomKeyPrefix, testServices } from '../helpers/services.js';
@@ -25,13 +26,13 @@ const alive = (pid: number): boolean => { try { process.kill(pid, 0); return tru
 interface Started { child: ChildProcess; port: number; output(): string; exited: Promise<unknown>; started: number[] }
 
 /** Runs `cmd` (npm start or start.sh) until its banner, then hands it to `stop` and checks nothing it started is left. */
-async function startThenStop(cmd: string, args: string[], stop: (s: Started) => void | Promise<void>, o: { detached?: boolean } = {}): Promise<string> {
+async function startThenStop(cmd: string, args: string[], stop: (s: Started) => void | Promise<void>, o: { detached?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const { redisUrl } = testServices();
   const db = await createTestDatabase();
   const port = await freePort();
   const child = spawn(cmd, args, {
     cwd: projectRoot(),
-    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: randomKeyPrefix(), SIM_VEHICLES: '5', WORKER_METRICS_PORT: '0' },
+    env: { ...process.env, PORT: String(port), REDIS_URL: redisUrl, DATABASE_URL: db.url, REDIS_KEY_PREFIX: randomKeyPrefix(), SIM_VEHICLES: '5', WORKER_METRICS_PORT: '0', ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: o.detached ?? false,
   });
@@ -95,5 +96,18 @@ test('npm start: Ctrl-C (SIGINT to its process group) stops every child graceful
     const log = logOf(name);
     assert.doesNotMatch(log, /second signal/, `${name} exited at once instead of stopping gracefully`);
     assert.match(log, /"msg":"stopped"/, `${name} logged its graceful stop`);
+  }
+});
+
+// curl is not installed by the project's scripts (a minimal Debian lacks it): start.sh must not
+// need it. A `curl` that always fails comes first on PATH here.
+test('start.sh: comes up (and stops) without curl', { timeout: 240_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'geoflux-nocurl-'));
+  try {
+    writeFileSync(join(dir, 'curl'), '#!/bin/sh\necho "curl: not installed (test stub)" >&2\nexit 127\n');
+    chmodSync(join(dir, 'curl'), 0o755);
+    await startThenStop('bash', ['scripts/start.sh'], ({ child }) => { child.kill('SIGTERM'); }, { env: { PATH: `${dir}:${process.env.PATH ?? ''}` } });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -24,6 +24,7 @@ export const configSchema = z.object({
     pretty: z.union([z.literal('auto'), bool]),
   }),
   http: z.object({
+    /** Listen address (also of the worker's /metrics); 127.0.0.1 by default: development defaults must not be reachable from the network. */
     host: z.string().min(1),
     port: int(0, 65535),
     /** Allow the slow pure-JS fallback of uWebSockets.js (never in production). */
@@ -132,7 +133,7 @@ export const configSchema = z.object({
     premakeDays: int(1, 365),
     /** How often one worker (advisory lock) runs pg_partman maintenance. */
     maintenanceIntervalMs: int(1000, 86_400_000),
-    /** Optional Prometheus /metrics listener of the worker on 127.0.0.1… (0 = off). */
+    /** Optional Prometheus /metrics listener of the worker, on http.host (0 = off). */
     metricsPort: int(0, 65535),
   }),
   shutdown: z.object({

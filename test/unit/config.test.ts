@@ -5,6 +5,8 @@ import { loadConfig, ConfigError } from '../../src/config/load.js';
 test('defaults load and are frozen', () => {
   const c = loadConfig({ env: {} });
   assert.equal(c.http.port, 8080);
+  // Loopback: with the committed development secret and /v1/demo-token, anyone who reaches the port could mint tokens.
+  assert.equal(c.http.host, '127.0.0.1');
   assert.equal(c.grid.ingestZoom, 13);
   assert.equal(c.worker.flushIntervalMs, 10000);
   assert.ok(c.instanceId.length > 0);

@@ -33,6 +33,9 @@ test('gateway and worker run the built entry points and wait for healthy service
     for (const key of Object.keys(env)) assert.ok(key in ENV_VARS, `${name}: ${key} is a known config variable`);
     assert.match(env.REDIS_URL!, /^redis:\/\/redis:/);
     assert.match(env.DATABASE_URL!, /@postgis:5432\//);
+    // The config's default listen address is 127.0.0.1, unreachable from other containers.
+    assert.equal(env.HOST, '0.0.0.0', `${name} listens on every interface of its container`);
+    assert.equal(env.NODE_ENV, 'production', `${name}: no development secret or demo-token endpoint`);
   }
 });
 
@@ -40,4 +43,5 @@ test('the images it builds exist', () => {
   assert.ok(existsSync(join(root, 'Dockerfile')));
   assert.ok(existsSync(join(root, 'docker/postgis.Dockerfile')));
   assert.match(readFileSync(join(root, 'docker/postgis.Dockerfile'), 'utf8'), /partman/);
+  assert.match(readFileSync(join(root, 'Dockerfile'), 'utf8'), /^ENV HOST=0\.0\.0\.0$/m, 'the image listens on every interface');
 });

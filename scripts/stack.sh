@@ -134,7 +134,6 @@ as_pg() {
 
 pg_dirs() {
   PGDATA="$STACK_DIR/pg/data"
-  PGRUN="$STACK_DIR/pg/run"
   PGLOG="$STACK_DIR/pg/postgres.log"
   if [ "$(id -u)" = 0 ]; then
     mkdir -p "$STACK_DIR/pg"
@@ -144,7 +143,7 @@ pg_dirs() {
       # cluster in a private folder outside and leave a link in the data folder.
       local alt="/var/lib/geoflux/$(echo -n "$STACK_DIR" | md5sum | cut -c1-12)"
       mkdir -p "$alt"; chown postgres:postgres "$alt"
-      PGDATA="$alt/data"; PGRUN="$alt/run"; PGLOG="$alt/postgres.log"
+      PGDATA="$alt/data"; PGLOG="$alt/postgres.log"
       ln -sfn "$alt" "$STACK_DIR/pg-cluster"
     fi
   else
@@ -161,13 +160,15 @@ pg_up() {
   if pg_ready; then say "postgres already running on :$PG_PORT"; else
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
       say "initdb $PGDATA"
-      as_pg mkdir -p "$PGDATA" "$PGRUN"
+      as_pg mkdir -p "$PGDATA"
       as_pg "$bin/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null 2>&1 \
         || as_pg "$bin/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --no-locale >/dev/null
     fi
-    as_pg mkdir -p "$PGRUN"
+    # No Unix socket (unix_socket_directories=''): everything here connects to 127.0.0.1, and
+    # pg_ctl passes -o through /bin/sh, so a socket folder under the project split on a space in
+    # its path, and a deep one exceeded the 107-byte socket path limit; postgres then refused to start.
     as_pg "$bin/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 start -o \
-      "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PGRUN -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=2GB -c log_min_messages=warning" >/dev/null \
+      "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=2GB -c log_min_messages=warning" >/dev/null \
       || die "postgres did not start; see $PGLOG"
     say "postgres up on 127.0.0.1:$PG_PORT ($(basename "$(dirname "$bin")"))"
   fi

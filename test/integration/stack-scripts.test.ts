@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectRoot } from '../../src/config/load.js';
+import pg from 'pg';
 import { testServices } from '../helpers/services.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -67,5 +68,38 @@ test('test.sh stops when stack.sh up fails, instead of running the tests', { tim
     assert.ok(!existsSync(marker), 'the tests did not run');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// pg_ctl hands its -o options to /bin/sh: a data folder with a space in its path split them, and
+// a deep one made the Unix socket path longer than the 107 bytes allowed. Nothing connects
+// through the socket (everything uses 127.0.0.1), so the stack runs without one.
+test('stack.sh: a data folder with a space in a long path', { timeout: 240_000 }, async () => {
+  const base = mkdtempSync(join(tmpdir(), 'geoflux stack '));
+  // Reachable by the postgres user (as root, the cluster runs as postgres in this folder).
+  chmodSync(base, 0o755);
+  const dir = join(base, 'a folder whose name alone is long enough to push the socket path past its limit');
+  mkdirSync(dir);
+  const env = await baseEnv({ STACK_DIR: dir, STACK_SKIP_MIGRATE: '1' });
+  try {
+    const out = execFileSync('bash', ['scripts/stack.sh', 'up'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 180_000 }).toString();
+    const databaseUrl = /DATABASE_URL=(\S+)/.exec(out)?.[1];
+    assert.ok(databaseUrl, out);
+    assert.equal(databaseUrl, `postgres://postgres@127.0.0.1:${env.STACK_PG_PORT}/geoflux`);
+    const c = new pg.Client({ connectionString: databaseUrl });
+    await c.connect();
+    try {
+      assert.equal((await c.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+      assert.equal((await c.query<{ dirs: string }>("SELECT current_setting('unix_socket_directories') AS dirs")).rows[0]!.dirs, '');
+    } finally {
+      await c.end();
+    }
+    assert.equal(execFileSync('redis-cli', ['-p', env.STACK_REDIS_PORT!, 'ping']).toString().trim(), 'PONG');
+  } finally {
+    try {
+      execFileSync('bash', ['scripts/stack.sh', 'down'], { cwd: root, env, stdio: 'ignore', timeout: 120_000 });
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   }
 });

@@ -69,11 +69,23 @@ CREATE INDEX ping_log_ts_brin ON ping_log USING brin (ts);
 CREATE INDEX track_windows_win_brin ON track_windows USING brin (win);
 CREATE INDEX cell_window_entities_win_brin ON cell_window_entities USING brin (win);
 
-SELECT partman.create_parent(p_parent_table := 'public.ping_log', p_control := 'ts', p_type := 'native',
-  p_interval := 'daily', p_premake := 7, p_start_partition := to_char(now() - interval '1 day', 'YYYY-MM-DD'));
-SELECT partman.create_parent(p_parent_table := 'public.track_windows', p_control := 'win', p_type := 'native',
-  p_interval := 'daily', p_premake := 7, p_start_partition := to_char(now() - interval '1 day', 'YYYY-MM-DD'));
-SELECT partman.create_parent(p_parent_table := 'public.cell_stats', p_control := 'win', p_type := 'native',
-  p_interval := 'daily', p_premake := 7, p_start_partition := to_char(now() - interval '1 day', 'YYYY-MM-DD'));
-SELECT partman.create_parent(p_parent_table := 'public.cell_window_entities', p_control := 'win', p_type := 'native',
-  p_interval := 'daily', p_premake := 7, p_start_partition := to_char(now() - interval '1 day', 'YYYY-MM-DD'));
+-- pg_partman 4.x: p_type 'native', interval 'daily'; 5.x: 'range', '1 day' (as in 001_init.sql).
+DO $$
+DECLARE
+  v5 boolean := (SELECT split_part(extversion, '.', 1)::int >= 5 FROM pg_extension WHERE extname = 'pg_partman');
+  t record;
+BEGIN
+  FOR t IN SELECT * FROM (VALUES ('public.ping_log', 'ts'), ('public.track_windows', 'win'),
+                                 ('public.cell_stats', 'win'), ('public.cell_window_entities', 'win')) AS v(parent, control)
+  LOOP
+    PERFORM partman.create_parent(
+      p_parent_table := t.parent,
+      p_control := t.control,
+      p_type := CASE WHEN v5 THEN 'range' ELSE 'native' END,
+      p_interval := CASE WHEN v5 THEN '1 day' ELSE 'daily' END,
+      p_premake := 7,
+      p_start_partition := to_char(now() - interval '1 day', 'YYYY-MM-DD')
+    );
+  END LOOP;
+END
+$$;

@@ -16,11 +16,15 @@ import { waitFor } from './worker-model.js';
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let pool: pg.Pool;
 let worker: Child | undefined;
+/** Child-name suffix separator: pg_partman 4.x names a daily partition `_p2026_12_06`, 5.x `_p20261206`. */
+let sep = '_';
 
 before(async () => {
   db = await createTestDatabase();
   pool = new pg.Pool({ connectionString: db.url, max: 3 });
   await migrate(pool, pino({ level: 'silent' }));
+  const major = Number((await pool.query<{ v: string }>(`SELECT split_part(extversion, '.', 1) AS v FROM pg_extension WHERE extname = 'pg_partman'`)).rows[0]!.v);
+  if (major >= 5) sep = '';
 });
 after(async () => {
   await worker?.stop();
@@ -33,7 +37,7 @@ const partitions = async (parent: string): Promise<string[]> =>
     WHERE i.inhparent = $1::regclass ORDER BY 1`, [parent])).rows.map((r) => r.name);
 const dayName = (parent: string, offsetDays: number): string => {
   const d = new Date(Date.now() + offsetDays * 86_400_000);
-  return `${parent}_p${d.getUTCFullYear()}_${String(d.getUTCMonth() + 1).padStart(2, '0')}_${String(d.getUTCDate()).padStart(2, '0')}`;
+  return `${parent}_p${d.getUTCFullYear()}${sep}${String(d.getUTCMonth() + 1).padStart(2, '0')}${sep}${String(d.getUTCDate()).padStart(2, '0')}`;
 };
 const indexDefs = async (table: string): Promise<string[]> =>
   (await pool.query<{ def: string }>('SELECT indexdef AS def FROM pg_indexes WHERE tablename = $1', [table])).rows.map((r) => r.def);

@@ -34,10 +34,52 @@ export function createSweeper(redis: Redis, keys: Keys, opts: SweeperOptions, on
   const ttlMs = opts.entityTtlSeconds * 1000;
   // A cell whose last ping is older than TTL + horizon was swept empty already (if any gateway ran).
   const horizonMs = Math.max(10 * opts.intervalMs, 60_000);
+  /**
+   * How far this sweeper has swept the cells that went silent: every cell with a last ping before
+   * `silentScore`, and the first `silentSkip` of those at exactly `silentScore` (members of equal
+   * score are in name order; one batch gives many cells the same time).
+   */
+  let silentScore = -Infinity;
+  let silentSkip = 0;
+  const silentShare = Math.max(1, Math.floor(opts.maxCells / 2));
+
+  /**
+   * The cells to sweep this tick. First those that went silent (every entity stale: their last
+   * ping is older than the TTL), oldest first, each once: such a cell leaves the sweep window
+   * `horizon` after it went silent, and with many active cells the cursor's walk through all
+   * of them may not come round in time (its entities would never be reported as gone). Then
+   * the walk, for stale entities of cells that still have live ones.
+   */
+  async function cellsToSweep(now: number): Promise<string[]> {
+    const floor = now - ttlMs - horizonMs;
+    const silentTop = now - ttlMs;
+    const from = Math.max(floor, silentScore);
+    const skip = from === silentScore ? silentSkip : 0;
+    const silent = from <= silentTop
+      ? await redis.zrangebyscore(keys.activeCells, from, silentTop, 'WITHSCORES', 'LIMIT', skip, silentShare)
+      : [];
+    const n = silent.length / 2;
+    if (n > 0) {
+      const last = Number(silent[silent.length - 1]);
+      let same = 0;
+      for (let i = silent.length - 1; i > 0 && Number(silent[i]) === last; i -= 2) same++;
+      silentSkip = last === from ? skip + n : same;
+      silentScore = last;
+    }
+    if (n < silentShare && silentScore < silentTop) {
+      // Everything up to silentTop is swept; cells reaching it later have later last pings.
+      silentScore = silentTop;
+      silentSkip = 0;
+    }
+    const walk = await redis.zrangebyscore(keys.activeCells, floor, '+inf', 'LIMIT', cursor, opts.maxCells - n);
+    cursor = walk.length < opts.maxCells - n ? 0 : cursor + walk.length;
+    const out = new Set<string>(walk);
+    for (let i = 0; i < silent.length; i += 2) out.add(silent[i]!);
+    return [...out];
+  }
 
   async function sweepOnce(now = Date.now()): Promise<LivePosition[]> {
-    const members = await redis.zrangebyscore(keys.activeCells, now - ttlMs - horizonMs, '+inf', 'LIMIT', cursor, opts.maxCells);
-    cursor = members.length < opts.maxCells ? 0 : cursor + members.length;
+    const members = await cellsToSweep(now);
     if (members.length === 0) return [];
     const cells = members.map(parseCellMember);
     const pipe = scriptPipeline(redis);

@@ -170,6 +170,28 @@ for (const clusterSafe of [false, true]) {
   });
 }
 
+test('sweeper: cells that went silent are swept before they leave the window, however long the walk through the active cells', async () => {
+  const keys = newKeys();
+  const writer = createLiveWriter(redis, keys, { entityTtlSeconds: TTL, streamMaxLen: 1000, maxSpeedMps: 90, jumpSlackMeters: 100 });
+  const log = createLogger({ log: { level: 'silent', pretty: false }, env: 'test', instanceId: 't' } as never, 'gateway');
+  const reported: LivePosition[] = [];
+  // 6 cells per tick, horizon 60 s (intervalMs 1000): a silent cell stays in the window 60 s.
+  const sweeper = createSweeper(redis, keys, { entityTtlSeconds: TTL, intervalMs: 1000, maxCells: 6, batch: 100 }, (g) => reported.push(...g), log);
+  const t = Date.now();
+  // 30 cells that will go silent (one entity each), 90 cells that stay live (later last pings).
+  const cellAt = (i: number): [number, number] => [-30 + Math.floor(i / 20) * 0.2, 100 + (i % 20) * 0.2];
+  await writer.write(Array.from({ length: 30 }, (_, i) => ping(`quiet-${i}`, ...cellAt(i), t, { rx: t })));
+  await writer.write(Array.from({ length: 90 }, (_, i) => ping(`busy-${i}`, ...cellAt(100 + i), t, { rx: t + 600_000 })));
+  // While everything is live, the walk passes the 30 and goes on into the 90.
+  for (let k = 0; k < 6; k++) await sweeper.sweepOnce(t + 1000);
+  // Now the 30 are silent; 5 s per tick, they leave the window after 12 ticks; the walk needs 15
+  // more to come round.
+  for (let k = 0; k < 12; k++) await sweeper.sweepOnce(t + (TTL + 1) * 1000 + k * 5000);
+  const gone = new Set(reported.map((g) => g.id));
+  assert.deepEqual(Array.from({ length: 30 }, (_, i) => `quiet-${i}`).filter((id) => !gone.has(id)), []);
+  assert.equal([...gone].filter((id) => id.startsWith('busy-')).length, 0);
+});
+
 test('one call per batch and calls per hash tag give the same outcomes, moves and Redis state (two tenants, same ids, thousands of entities)', async () => {
   let seed = 7;
   const rand = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);

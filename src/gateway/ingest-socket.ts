@@ -260,6 +260,8 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       for (const ws of [...sockets]) {
         const data = ws.getUserData();
         if (!data.open) continue;
+        // The same error frame as every other close (docs/ingest.md, errors): SHUTTING_DOWN, then 4000.
+        try { send(ws, data, { type: 'error', code: 'SHUTTING_DOWN', message: ERRORS.SHUTTING_DOWN.message, frame: data.frames }); } catch { /* closing anyway */ }
         data.open = false;
         try { ws.end(code, reason); } catch { /* already closed */ }
       }

@@ -80,9 +80,12 @@ test('Redis unreachable: UNAVAILABLE and count 0, then recovery', async () => {
   await c.close();
 });
 
-test('SIGTERM: driver sockets are closed with 4000 (reconnect elsewhere)', async () => {
+test('SIGTERM: driver sockets get SHUTTING_DOWN and are closed with 4000 (reconnect elsewhere)', async () => {
   const c = await DriverClient.connect(gw.url, await token('out-2', ['ingest']));
+  const errs: string[] = [];
+  c.on('errorFrame', (e) => errs.push(e.code));
   const closed = c.closed;
   await gw.stop();
   assert.equal((await closed).code, 4000);
+  assert.deepEqual(errs, ['SHUTTING_DOWN']);
 });

@@ -34,10 +34,19 @@ pg_url() { echo "${EXTERNAL_PG:-postgres://postgres@127.0.0.1:$PG_PORT/$DB}"; }
 
 # ---------------------------------------------------------------- packages
 pg_bindir() {
-  for v in ${PG_MAJOR:-15 16 17}; do
+  for v in ${PG_MAJOR:-15 16 17 18}; do
     if [ -x "/usr/lib/postgresql/$v/bin/postgres" ]; then echo "/usr/lib/postgresql/$v/bin"; return 0; fi
   done
   return 1
+}
+
+# The PostgreSQL major to install: PG_MAJOR, else the distribution's default (what its
+# `postgresql` package depends on: 15 on Debian 12, 16 on Ubuntu 24.04, 17 on Debian 13), else 15.
+pg_default_major() {
+  if [ -n "${PG_MAJOR:-}" ]; then echo "$PG_MAJOR"; return; fi
+  local v
+  v="$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n1 || true)"
+  echo "${v:-15}"
 }
 
 missing_packages() {
@@ -51,7 +60,7 @@ missing_packages() {
     if bin="$(pg_bindir)"; then
       v="$(basename "$(dirname "$bin")")"
     else
-      v="${PG_MAJOR:-15}"
+      v="$(pg_default_major)"
       missing+=("postgresql-$v")
     fi
     [ -f "/usr/share/postgresql/$v/extension/postgis.control" ] || missing+=("postgresql-$v-postgis-3")
@@ -66,7 +75,7 @@ ensure_packages() {
   missing="$(missing_packages)"
   [ -z "$missing" ] && return 0
   if ! command -v apt-get >/dev/null; then
-    die "missing: $missing. This is not a Debian/Ubuntu machine: install Redis 7 and PostgreSQL 15 with PostGIS 3 and pg_partman yourself, or point REDIS_URL and DATABASE_URL at running ones."
+    die "missing: $missing. This is not a Debian/Ubuntu machine: install Redis 7 and PostgreSQL 15 or newer with PostGIS 3 and pg_partman yourself, or point REDIS_URL and DATABASE_URL at running ones."
   fi
   local SUDO=""
   if [ "$(id -u)" != 0 ]; then
@@ -81,6 +90,9 @@ ensure_packages() {
     missing="$(missing_packages)"
     [ -z "$missing" ] && exit 0
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    # Again with fresh package lists: the distribution's PostgreSQL major is known only now.
+    missing="$(missing_packages)"
+    [ -z "$missing" ] && exit 0
     # shellcheck disable=SC2086
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
   ) 9>/tmp/geoflux-apt.lock || die "apt-get install $missing failed (see above)"
@@ -105,6 +117,12 @@ redis_up() {
   [ -n "$EXTERNAL_REDIS" ] && { redis_wait_external; return; }
   mkdir -p "$STACK_DIR/redis"
   if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then redis_wait_ready "redis already running on :$REDIS_PORT"; return; fi
+  # Sharded Pub/Sub (the rooms' adapter) and XAUTOCLAIM (the workers) need Redis 7.
+  local rv
+  rv="$(redis-server --version | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')"
+  if [ -n "$rv" ] && [ "$rv" -lt 7 ]; then
+    die "Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') is too old: geoflux needs Redis 7 (sharded Pub/Sub). Install Redis 7 (e.g. from packages.redis.io) or point REDIS_URL at one."
+  fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STACK_DIR/redis" \
     --appendonly yes --appendfsync everysec --save '' --auto-aof-rewrite-min-size 1gb \
     --daemonize yes --pidfile "$STACK_DIR/redis/redis.pid" --logfile "$STACK_DIR/redis/redis.log" \

@@ -116,7 +116,11 @@ redis_wait_ready() {
 redis_up() {
   [ -n "$EXTERNAL_REDIS" ] && { redis_wait_external; return; }
   mkdir -p "$STACK_DIR/redis"
-  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then redis_wait_ready "redis already running on :$REDIS_PORT"; return; fi
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    redis_ours || die "port $REDIS_PORT answers as another Redis (data folder: $(redis_dir || echo unknown)), not this stack's ($STACK_DIR/redis): stop it, or choose another STACK_REDIS_PORT"
+    redis_wait_ready "redis already running on :$REDIS_PORT"
+    return
+  fi
   # Sharded Pub/Sub (the rooms' adapter) and XAUTOCLAIM (the workers) need Redis 7.
   local rv
   rv="$(redis-server --version | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')"
@@ -136,9 +140,18 @@ redis_wait_external() {
   say "using external redis $EXTERNAL_REDIS"
 }
 
+# The Redis on REDIS_PORT is this stack's when its data folder is STACK_DIR/redis (another
+# checkout's or a test run's stack on the same port is neither reused nor shut down).
+redis_dir() { redis-cli -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p; }
+redis_ours() {
+  local dir; dir="$(redis_dir)"
+  [ -n "$dir" ] && [ -d "$STACK_DIR/redis" ] && [ "$dir" = "$(cd "$STACK_DIR/redis" && pwd -P)" ]
+}
+
 redis_down() {
   [ -n "$EXTERNAL_REDIS" ] && return
   if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    if ! redis_ours; then say "redis on :$REDIS_PORT is not this stack's (data folder: $(redis_dir || echo unknown)): left running"; return; fi
     redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
     say "redis stopped"
   fi
@@ -175,7 +188,14 @@ pg_up() {
   [ -n "$EXTERNAL_PG" ] && { say "using external postgres"; return; }
   local bin; bin="$(pg_bindir)" || die "PostgreSQL binaries not found"
   pg_dirs
-  if pg_ready; then say "postgres already running on :$PG_PORT"; else
+  if pg_ready; then
+    local theirs ours
+    theirs="$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc 'SHOW data_directory' postgres 2>/dev/null || true)"
+    ours="$(cd "$PGDATA" 2>/dev/null && pwd -P || echo "$PGDATA")"
+    [ -n "$theirs" ] && [ -d "$theirs" ] && theirs="$(cd "$theirs" && pwd -P)"
+    [ -n "$theirs" ] && [ "$theirs" = "$ours" ] || die "port $PG_PORT answers as another PostgreSQL (data folder: ${theirs:-unknown}), not this stack's ($PGDATA): stop it, or choose another STACK_PG_PORT"
+    say "postgres already running on :$PG_PORT"
+  else
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
       say "initdb $PGDATA"
       as_pg mkdir -p "$PGDATA"

@@ -95,6 +95,20 @@ test('stack.sh: a data folder with a space in a long path', { timeout: 240_000 }
       await c.end();
     }
     assert.equal(execFileSync('redis-cli', ['-p', env.STACK_REDIS_PORT!, 'ping']).toString().trim(), 'PONG');
+    // Another stack (another data folder) on the same ports neither reuses nor stops this one.
+    const other = { ...env, STACK_DIR: join(base, 'other') };
+    let refused = '';
+    try {
+      execFileSync('bash', ['scripts/stack.sh', 'up'], { cwd: root, env: other, stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    } catch (err) {
+      refused = String((err as { stderr?: Buffer }).stderr ?? err);
+    }
+    assert.match(refused, /answers as another (Redis|PostgreSQL)/, refused || 'stack.sh up succeeded on ports another stack holds');
+    execFileSync('bash', ['scripts/stack.sh', 'down'], { cwd: root, env: other, stdio: 'ignore', timeout: 120_000 });
+    assert.equal(execFileSync('redis-cli', ['-p', env.STACK_REDIS_PORT!, 'ping']).toString().trim(), 'PONG', 'the first stack\'s Redis still runs');
+    const c2 = new pg.Client({ connectionString: databaseUrl });
+    await c2.connect();
+    await c2.end();
   } finally {
     try {
       execFileSync('bash', ['scripts/stack.sh', 'down'], { cwd: root, env, stdio: 'ignore', timeout: 120_000 });

@@ -122,24 +122,18 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       }
       d.verifier.verify(token).then((principal) => {
         requireScope(principal, 'ingest');
-        // Upgrade on a turn of its own, outside any uWS callback: upgraded from the promise's
-        // continuation, this uWS build sometimes sent the 101 and closed the socket at once
-        // (both sides saw 1006; a capture showed the 101, then FIN). Under a CPU load the
-        // protocol test's connect failed so in 5 of 16 runs before, in 1 of 34 after.
-        setImmediate(() => {
-          if (aborted) return;
-          // Shutdown may have begun (and the driver sockets been closed) while the token was checked.
-          if (d.isClosing()) {
-            refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
-            return;
-          }
-          res.cork(() => {
-            const data: IngestSocketData = {
-              principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),
-              bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
-            };
-            res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
-          });
+        if (aborted) return;
+        // Shutdown may have begun (and the driver sockets been closed) while the token was checked.
+        if (d.isClosing()) {
+          refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
+          return;
+        }
+        res.cork(() => {
+          const data: IngestSocketData = {
+            principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),
+            bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
+          };
+          res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
         });
       }).catch((err: unknown) => {
         if (aborted) return;

@@ -281,7 +281,8 @@ export function createRooms(d: RoomsDeps): Rooms {
         if (!found) return reply(tooMany());
         const next = new Set(found.map(tileKey));
         if (new Set([...socket.data.tiles, ...next]).size > o.maxTilesPerClient) return reply(tooMany());
-        const added = [...next].filter((t) => !held(socket).has(t));
+        const h = held(socket);
+        const added = [...next].filter((t) => !h.has(t));
         // The previous viewport stays joined until the new one is in: a failure changes nothing.
         try {
           await joinAndSnapshot(socket, added, added);

@@ -101,7 +101,6 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
     closeOnBackpressureLimit: 1, // typed as number in this build; truthy = close
 
     upgrade: (res: HttpResponse, req: HttpRequest, context) => {
-      // Copy everything from req synchronously: it is invalid after the first await.
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
@@ -109,8 +108,6 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       const query = new URLSearchParams(req.getQuery() ?? '');
       const token = /^bearer /i.test(auth) ? auth.slice(7).trim() : query.get('token') ?? undefined;
       const binary = query.get('encoding') === 'msgpack';
-      let aborted = false;
-      res.onAborted(() => { aborted = true; });
       if (d.isClosing()) {
         refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
         return;
@@ -120,29 +117,28 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
         refuseUpgrade(res, 503, 'OVERLOADED', 'connection limit reached: reconnect later or to another gateway');
         return;
       }
-      d.verifier.verify(token).then((principal) => {
+      // The token is checked synchronously and the socket upgraded inside this callback, never
+      // later: this uWS build mishandles an upgrade completed after the callback returned (in
+      // res.cork() it goes on reading the HTTP response's state from memory the WebSocket now
+      // holds, and now and then shuts the socket down right after its 101; uncorked it prints a
+      // warning per connection).
+      let principal: Principal;
+      try {
+        principal = d.verifier.verifySync(token);
         requireScope(principal, 'ingest');
-        if (aborted) return;
-        // Shutdown may have begun (and the driver sockets been closed) while the token was checked.
-        if (d.isClosing()) {
-          refuseUpgrade(res, 503, 'SHUTTING_DOWN', ERRORS.SHUTTING_DOWN.message);
-          return;
-        }
-        res.cork(() => {
-          const data: IngestSocketData = {
-            principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),
-            bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
-          };
-          res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
-        });
-      }).catch((err: unknown) => {
-        if (aborted) return;
+      } catch (err) {
         if (isAppError(err)) refuseUpgrade(res, err.status, err.code, err.message);
         else {
           d.log.error({ err }, 'upgrade failed');
           refuseUpgrade(res, 500, 'INTERNAL', ERRORS.INTERNAL.message);
         }
-      });
+        return;
+      }
+      const data: IngestSocketData = {
+        principal, binary, open: true, frames: 0, answered: 0, early: undefined, lastFrame: Date.now(),
+        bucket: new TokenBucket(d.ratePerSecond, d.rateBurst, d.rateAbusePings),
+      };
+      res.upgrade<IngestSocketData>(data, key, protocol, extensions, context);
     },
 
     open: (ws) => {
@@ -150,9 +146,7 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       ingestMetrics.connected.inc();
       const data = ws.getUserData();
       const p = data.principal;
-      // Not inside open(): with this uWS build, a frame sent while the async upgrade is still
-      // corked corrupts the stream and the client is dropped (1006). Send on the next turn.
-      setImmediate(() => send(ws, data, { type: 'welcome', tenant: p.tenant, sub: p.sub, maxBatch: d.maxBatch, maxPayloadBytes: d.maxPayloadBytes }));
+      send(ws, data, { type: 'welcome', tenant: p.tenant, sub: p.sub, maxBatch: d.maxBatch, maxPayloadBytes: d.maxPayloadBytes });
     },
 
     message: (ws, message, isBinary) => {

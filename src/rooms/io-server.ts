@@ -3,7 +3,6 @@ import { createShardedAdapter } from '@socket.io/redis-adapter';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
-import { decodeJwt } from 'jose';
 import type { Logger } from '../log/logger.js';
 import type { Principal, TokenVerifier } from '../auth/tokens.js';
 import { hasScope, requireScope } from '../auth/tokens.js';
@@ -137,9 +136,8 @@ export function createRooms(d: RoomsDeps): Rooms {
     const token = (socket.handshake.auth as { token?: string } | undefined)?.token;
     d.verifier.verify(token).then((principal) => {
       requireScope(principal, 'subscribe');
-      const claim = (decodeJwt(token!) as { follow?: unknown }).follow;
       socket.data.principal = principal;
-      socket.data.follow = new Set(Array.isArray(claim) ? claim.filter((x): x is string => typeof x === 'string') : []);
+      socket.data.follow = new Set(principal.follow);
       socket.data.tiles = new Set();
       socket.data.viewport = new Set();
       next();

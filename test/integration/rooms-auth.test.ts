@@ -1,9 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { SignJWT } from 'jose';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
 import { startGateway, type Child } from '../helpers/processes.js';
 import { token, TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { mintHmacToken } from '../../src/auth/tokens.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient, MapConnectError, type EntityUpdate } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
@@ -33,11 +33,8 @@ after(async () => {
   await db?.drop();
 });
 
-function followToken(sub: string, follow: string[], scopes = 'subscribe', tenant = 'acme'): Promise<string> {
-  return new SignJWT({ tenant, scope: scopes, follow })
-    .setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuer('geoflux').setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
-    .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+function followToken(sub: string, follow: string[]): Promise<string> {
+  return mintHmacToken(TEST_JWT_SECRET, { sub, tenant: 'acme', scopes: ['subscribe'], follow, ttlSeconds: 600, issuer: 'geoflux' });
 }
 
 async function connect(gw: Gw, tok: string): Promise<MapClient> {

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
-import { SignJWT } from 'jose';
 import { testServices, createTestDatabase, randomKeyPrefix } from '../helpers/services.js';
 import { startGateway, type Child } from '../helpers/processes.js';
 import { token, TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { mintHmacToken } from '../../src/auth/tokens.js';
 import { cellOf } from '../../src/geo/tiles.js';
 import { MapClient } from '../../src/clients/map-client.js';
 import { DriverClient } from '../../src/clients/driver-client.js';
@@ -47,9 +47,7 @@ after(async () => {
 
 
 async function fleetDriver(gw: Gw): Promise<DriverClient> {
-  const tok = await new SignJWT({ tenant: 'acme', scope: 'ingest', fleet: true })
-    .setProtectedHeader({ alg: 'HS256' }).setSubject('fleet-1').setIssuer('geoflux').setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + 600).sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  const tok = await mintHmacToken(TEST_JWT_SECRET, { sub: 'fleet-1', tenant: 'acme', scopes: ['ingest'], fleet: true, ttlSeconds: 600, issuer: 'geoflux' });
   const d = await DriverClient.connect(gw.url, tok, { encoding: 'msgpack' });
   open.push({ close: () => d.close() });
   return d;

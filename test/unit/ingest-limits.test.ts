@@ -19,7 +19,7 @@ test('token bucket: burst, refill, partial grants, abuse after sustained debt, d
   assert.equal(b.take(100, 10_000), 20); // capped at the burst
 });
 
-const driver: Principal = { sub: 'car-1', tenant: 'acme', scopes: new Set(['ingest']), exp: 0, fleet: false };
+const driver: Principal = { sub: 'car-1', tenant: 'acme', scopes: new Set(['ingest']), exp: 0, fleet: false, follow: [] };
 const fleet: Principal = { ...driver, sub: 'gw', fleet: true };
 const limits = { maxFutureMs: 60_000, maxAgeMs: 86_400_000 };
 

@@ -105,6 +105,8 @@ const decode = <T>(payload: Uint8Array | ArrayBuffer): T =>
 const FINAL_CODES = new Set(['BAD_REQUEST', 'TOO_MANY_TILES', 'FORBIDDEN']);
 const failure = (err: unknown): { ok: false; code: string; message: string } =>
   ({ ok: false, code: 'TIMEOUT', message: err instanceof Error ? err.message : String(err) });
+/** socket.io-client's ack timeout: the request was sent, and the server may still apply it. */
+const isAckTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'operation has timed out';
 
 function applyUpdates(m: Map<string, EntityUpdate>, list: readonly EntityUpdate[]): void {
   for (const u of list) {
@@ -313,18 +315,26 @@ export class MapClient {
   /** Adds tiles `z/x/y`; each gets a snapshot (or aggregates) then deltas. */
   async subscribeTiles(tiles: string[]): Promise<SubscribeAck> {
     const seq = ++this.seq;
-    return this.inFlight(tiles, async () => {
-      const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('subscribe', { tiles });
-      if (ack.ok) {
-        for (const t of ack.tiles) {
-          this.confirmed.tiles.add(t);
-          if (seq <= (this.tileSeq.get(t) ?? 0)) continue; // a later unsubscribe was applied already
-          this.tileSeq.set(t, seq);
-          this.tiles.add(t);
+    try {
+      return await this.inFlight(tiles, async () => {
+        const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('subscribe', { tiles });
+        if (ack.ok) {
+          for (const t of ack.tiles) {
+            this.confirmed.tiles.add(t);
+            if (seq <= (this.tileSeq.get(t) ?? 0)) continue; // a later unsubscribe was applied already
+            this.tileSeq.set(t, seq);
+            this.tiles.add(t);
+          }
         }
-      }
-      return ack;
-    });
+        return ack;
+      });
+    } catch (err) {
+      // Timed out here, applied there later: the server would go on sending tiles this client
+      // does not hold. Undo it (the server runs a socket's requests in order, so this comes after).
+      const unheld = isAckTimeout(err) ? tiles.filter((t) => !this.holds(t)) : [];
+      if (unheld.length > 0) void this.unsubscribe(unheld).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Replaces the viewport (bbox [w,s,e,n] + zoom); tiles that left the viewport are dropped. */
@@ -333,6 +343,7 @@ export class MapClient {
     const req = { seq, bbox, zoom };
     this.viewportRequests.push(req);
     const found = tilesInBBox(bbox, zoom, 4096);
+    let timedOut = false;
     try {
       return await this.inFlight(found ? found.map(tileKey) : [], async () => {
         const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('viewport', { bbox, zoom });
@@ -346,11 +357,28 @@ export class MapClient {
         }
         return ack;
       });
+    } catch (err) {
+      timedOut = isAckTimeout(err);
+      throw err;
     } finally {
       this.viewportRequests.splice(this.viewportRequests.indexOf(req), 1);
-      // Snapshots taken in while a viewport was in flight, of tiles it did not end up holding.
-      if (this.viewportRequests.length === 0) for (const t of [...this.state.keys(), ...this.aggs.keys()]) if (!this.holds(t)) this.forget(t);
+      if (this.viewportRequests.length === 0) {
+        // Snapshots taken in while a viewport was in flight, of tiles it did not end up holding.
+        for (const t of [...this.state.keys(), ...this.aggs.keys()]) if (!this.holds(t)) this.forget(t);
+        // The server may still switch to the viewport this client gave up on: put back the one it holds.
+        if (timedOut) this.restoreViewport(found ? found.map(tileKey) : []);
+      }
     }
+  }
+
+  /** After a viewport request timed out: the held viewport sent again, or (none held) the timed-out one's tiles dropped. */
+  private restoreViewport(timedOutTiles: string[]): void {
+    if (this.viewport) {
+      void this.subscribeViewport(this.viewport.bbox, this.viewport.zoom).catch(() => undefined);
+      return;
+    }
+    const unheld = timedOutTiles.filter((t) => !this.holds(t));
+    if (unheld.length > 0) void this.unsubscribe(unheld).catch(() => undefined);
   }
 
   /** Drops tiles (default: every tile and the viewport, including those of requests in flight). */
@@ -383,6 +411,7 @@ export class MapClient {
   /** Follows one entity (token claim `follow` must list it, or scope `admin`). */
   async followEntity(id: string): Promise<FollowAck> {
     this.pendingFollows.set(id, (this.pendingFollows.get(id) ?? 0) + 1);
+    let timedOut = false;
     try {
       const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('follow', { id });
       if (ack.ok) {
@@ -390,11 +419,18 @@ export class MapClient {
         this.confirmed.follows.add(id);
       }
       return ack;
+    } catch (err) {
+      timedOut = isAckTimeout(err);
+      throw err;
     } finally {
       const n = (this.pendingFollows.get(id) ?? 1) - 1;
       if (n > 0) this.pendingFollows.set(id, n);
       else this.pendingFollows.delete(id);
-      if (!this.follows.has(id) && !this.pendingFollows.has(id)) this.followedState.delete(id);
+      if (!this.follows.has(id) && !this.pendingFollows.has(id)) {
+        this.followedState.delete(id);
+        // Timed out here, maybe applied there later: undo it on the server.
+        if (timedOut) void this.unfollowEntity(id).catch(() => undefined);
+      }
     }
   }
 

@@ -6,7 +6,7 @@ import { Server } from 'socket.io';
 import { pack } from 'msgpackr';
 import { startRoomsServer, type RoomsServer } from '../helpers/rooms-server.js';
 import { token } from '../helpers/tokens.js';
-import { until, sleep } from '../helpers/wait.js';
+import { until, sleep, waitFor } from '../helpers/wait.js';
 import { tileBBox, parseTile, tilesInBBox, tileKey } from '../../src/geo/tiles.js';
 import { roomsParser } from '../../src/protocol/rooms-parser.js';
 import { SOCKET_PATH, packEntity, type EntityUpdate, type SubscribeAck } from '../../src/protocol/rooms.js';
@@ -126,6 +126,44 @@ test('overlapping viewports and an unsubscribe during a subscribe leave the clie
   moved(at('car-us2', tile, Date.now()));
   await sleep(200);
   assert.deepEqual(got, []);
+});
+
+/** A bbox inside one tile (a viewport of exactly that tile at its zoom). */
+function inside(tile: string): [number, number, number, number] {
+  const [w, s, e, n] = tileBBox(parseTile(tile)!);
+  const dx = (e - w) / 10;
+  const dy = (n - s) / 10;
+  return [w + dx, s + dy, e - dx, n - dy];
+}
+
+test('requests the client timed out on but the server applied later are undone there', async () => {
+  const m = await client({ ackTimeoutMs: 300 });
+  const kept = freshTile();
+  assert.ok((await m.subscribeViewport(inside(kept), 16)).ok);
+  // A slow snapshot holds this socket's requests; the three behind it time out on the client too.
+  const slow = freshTile();
+  const gate = S.reader.hold(slow);
+  const other = freshTile();
+  const sub = m.subscribeTiles([slow]);
+  const view = m.subscribeViewport(inside(other), 16);
+  const follow = m.followEntity('car-late');
+  await gate.reached;
+  for (const p of [sub, view, follow]) await assert.rejects(p, /timed out/);
+  assert.deepEqual(m.subscribedTiles(), [kept]);
+  gate.release();
+  // The server now applies all three, then the client's undoing: the slow tile dropped, the
+  // held viewport put back, the entity unfollowed.
+  // (Room channels are (un)subscribed asynchronously: wait, then check again once all is quiet.)
+  const serverState = async (): Promise<number[]> => [
+    await S.roomSubscribers('acme', slow), await S.roomSubscribers('acme', other),
+    await S.roomSubscribers('acme#e', 'car-late'), await S.roomSubscribers('acme', kept)];
+  await waitFor(async () => ((await serverState()).join() === '0,0,0,1') || undefined, 5000, 'server state back to the client\'s');
+  await sleep(500);
+  assert.deepEqual(await serverState(), [0, 0, 0, 1]);
+  assert.deepEqual(m.subscribedTiles(), [kept]);
+  assert.deepEqual(m.followedEntities(), []);
+  // Still live on the viewport it holds.
+  await until(() => { moved(at('car-k', kept, Date.now())); return m.tileState(kept).has('car-k'); }, 3000, 'update on the held viewport');
 });
 
 /**

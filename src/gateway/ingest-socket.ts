@@ -159,9 +159,16 @@ export function registerIngestSocket(app: TemplatedApp, d: IngestSocketDeps): In
       }
     },
 
-    close: (ws, code) => {
-      d.log.debug({ code }, 'ingest socket closed');
-      ws.getUserData().open = false;
+    close: (ws, code, message) => {
+      const data = ws.getUserData();
+      // uWS's own closes (no close frame, no error frame): a frame over maxPayloadLength, the
+      // backpressure cap. It says why in `message`; a peer that just vanished leaves it empty.
+      const reason = code === 1006 && data.open && message.byteLength > 0 ? Buffer.from(message).toString() : undefined;
+      if (reason) {
+        ingestMetrics.closed.inc({ code: '1006' });
+        d.log.info({ code, reason, sub: data.principal.sub, frames: data.frames }, 'ingest socket closed by uWS');
+      } else d.log.debug({ code }, 'ingest socket closed');
+      data.open = false;
       if (sockets.delete(ws)) ingestMetrics.connected.dec();
     },
   });

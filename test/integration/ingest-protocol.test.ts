@@ -156,6 +156,16 @@ test('frame larger than the maximum payload closes with 4009', async () => {
   assert.deepEqual(errs, ['FRAME_TOO_LARGE']);
 });
 
+test('a frame beyond uWS\'s own cap (2 × max + 1 KB) is dropped by uWS: 1006, counted and logged with its reason', async () => {
+  const c = await DriverClient.connect(env.gw.url, await token('huge-1', ['ingest']));
+  c.sendRaw(JSON.stringify({ id: 'huge-1', lat: 1, lon: 1, ts: Date.now(), meta: { pad: 'x'.repeat(3 * MAX_PAYLOAD) } }), false).catch(() => undefined);
+  assert.equal((await c.closed).code, 1006);
+  const line = await env.gw.waitForLog((l) => l.msg === 'ingest socket closed by uWS' && l.sub === 'huge-1');
+  assert.equal(line.reason, 'Received too big message');
+  const metrics = await (await fetch(`${env.gw.url}/metrics`)).text();
+  assert.match(metrics, /geoflux_ingest_closes_total\{code="1006"\} [1-9]/);
+});
+
 test('POST /v1/pings: JSON and MessagePack bodies, 200 / 207 / 4xx with per-ping errors', async () => {
   const tok = await token('http-1', ['ingest']);
   const now = Date.now();

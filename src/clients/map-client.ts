@@ -331,7 +331,7 @@ export class MapClient {
     } catch (err) {
       // Timed out here, applied there later: the server would go on sending tiles this client
       // does not hold. Undo it (the server runs a socket's requests in order, so this comes after).
-      const unheld = isAckTimeout(err) ? tiles.filter((t) => !this.holds(t)) : [];
+      const unheld = this.mayUndo(err) ? tiles.filter((t) => !this.holds(t)) : [];
       if (unheld.length > 0) void this.unsubscribe(unheld).catch(() => undefined);
       throw err;
     }
@@ -358,7 +358,7 @@ export class MapClient {
         return ack;
       });
     } catch (err) {
-      timedOut = isAckTimeout(err);
+      timedOut = this.mayUndo(err);
       throw err;
     } finally {
       this.viewportRequests.splice(this.viewportRequests.indexOf(req), 1);
@@ -369,6 +369,15 @@ export class MapClient {
         if (timedOut) this.restoreViewport(found ? found.map(tileKey) : []);
       }
     }
+  }
+
+  /**
+   * A request that failed with `err` may still be applied by the server: it timed out on a
+   * connection that is still up (a request cut by a disconnect died with that server socket,
+   * and the next connection gets only what the client holds).
+   */
+  private mayUndo(err: unknown): boolean {
+    return isAckTimeout(err) && !this.closed && this.socket.connected;
   }
 
   /** After a viewport request timed out: the held viewport sent again, or (none held) the timed-out one's tiles dropped. */
@@ -420,7 +429,7 @@ export class MapClient {
       }
       return ack;
     } catch (err) {
-      timedOut = isAckTimeout(err);
+      timedOut = this.mayUndo(err);
       throw err;
     } finally {
       const n = (this.pendingFollows.get(id) ?? 1) - 1;

@@ -331,8 +331,7 @@ export class MapClient {
     } catch (err) {
       // Timed out here, applied there later: the server would go on sending tiles this client
       // does not hold. Undo it (the server runs a socket's requests in order, so this comes after).
-      const unheld = this.mayUndo(err) ? tiles.filter((t) => !this.holds(t)) : [];
-      if (unheld.length > 0) void this.unsubscribe(unheld).catch(() => undefined);
+      if (this.mayUndo(err)) this.dropUnheld(tiles);
       throw err;
     }
   }
@@ -343,9 +342,10 @@ export class MapClient {
     const req = { seq, bbox, zoom };
     this.viewportRequests.push(req);
     const found = tilesInBBox(bbox, zoom, 4096);
+    const named = found ? found.map(tileKey) : [];
     let timedOut = false;
     try {
-      return await this.inFlight(found ? found.map(tileKey) : [], async () => {
+      return await this.inFlight(named, async () => {
         const ack = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('viewport', { bbox, zoom });
         if (ack.ok && seq > this.viewportSeq) {
           this.viewportSeq = seq;
@@ -366,7 +366,7 @@ export class MapClient {
         // Snapshots taken in while a viewport was in flight, of tiles it did not end up holding.
         for (const t of [...this.state.keys(), ...this.aggs.keys()]) if (!this.holds(t)) this.forget(t);
         // The server may still switch to the viewport this client gave up on: put back the one it holds.
-        if (timedOut) this.restoreViewport(found ? found.map(tileKey) : []);
+        if (timedOut) this.restoreViewport(named);
       }
     }
   }
@@ -386,7 +386,12 @@ export class MapClient {
       void this.subscribeViewport(this.viewport.bbox, this.viewport.zoom).catch(() => undefined);
       return;
     }
-    const unheld = timedOutTiles.filter((t) => !this.holds(t));
+    this.dropUnheld(timedOutTiles);
+  }
+
+  /** Unsubscribes, on the server, those of `tiles` the client does not hold (nor names in a request in flight). */
+  private dropUnheld(tiles: readonly string[]): void {
+    const unheld = tiles.filter((t) => !this.holds(t));
     if (unheld.length > 0) void this.unsubscribe(unheld).catch(() => undefined);
   }
 

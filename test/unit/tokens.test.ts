@@ -2,12 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { createSigner } from 'fast-jwt';
-import { createHmacVerifier, createJwksVerifier, mintHmacToken, mintKeyToken, type MintOptions } from '../../src/auth/tokens.js';
+import { createHmacVerifier, createJwksVerifier, mintHmacToken, mintKeyToken, type MintOptions, type TokenVerifier } from '../../src/auth/tokens.js';
 import { AppError } from '../../src/errors/app-error.js';
 
 /** Token verification (fast-jwt): synchronous, the same answers as a promise, the claims a principal carries. */
 const SECRET = 'a-test-secret-that-is-long-enough-0123456789';
 const opts: MintOptions = { sub: 'car-1', tenant: 'acme', scopes: ['ingest', 'subscribe'], ttlSeconds: 60, issuer: 'geoflux' };
+
+/** A call that verifies `tok` with `v` (for refusal()). */
+const verifying = (v: TokenVerifier, tok: string) => (): unknown => v.verifySync(tok);
 
 function refusal(fn: () => unknown): AppError {
   try { fn(); } catch (err) {
@@ -38,12 +41,12 @@ test('HS256 refusals: missing, expired, other secret, other issuer, no exp, bad 
   assert.equal(refusal(() => v.verifySync(undefined)).message, 'missing token');
   assert.equal(refusal(() => v.verifySync('')).message, 'missing token');
   assert.equal(refusal(() => v.verifySync(undefined)).code, 'UNAUTHORIZED');
-  assert.equal(refusal(() => v.verifySync(mintSync({ ...opts, ttlSeconds: -60 }))).message, 'token expired');
-  assert.equal(refusal(() => v.verifySync(mintSync(opts, 'another-secret-that-is-long-enough-0123'))).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintSync({ ...opts, issuer: 'evil' }))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintHmacToken(SECRET, { ...opts, ttlSeconds: -60 }))).message, 'token expired');
+  assert.equal(refusal(verifying(v, await mintHmacToken('another-secret-that-is-long-enough-0123', opts))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintHmacToken(SECRET, { ...opts, issuer: 'evil' }))).message, 'invalid token');
   const noExp = createSigner({ key: SECRET, algorithm: 'HS256' })({ sub: 'car-1', tenant: 'acme', iss: 'geoflux', scope: 'ingest' });
   assert.equal(refusal(() => v.verifySync(noExp)).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintSync({ ...opts, tenant: 'bad tenant!' }))).message, 'token has no valid tenant claim');
+  assert.equal(refusal(verifying(v, await mintHmacToken(SECRET, { ...opts, tenant: 'bad tenant!' }))).message, 'token has no valid tenant claim');
   assert.equal(refusal(() => v.verifySync('not.a.jwt')).message, 'invalid token');
   await assert.rejects(v.verify('not.a.jwt'), (e: unknown) => e instanceof AppError && e.code === 'UNAUTHORIZED');
 });
@@ -71,21 +74,10 @@ test('JWKS: kid picks the key; without kid each key of the algorithm is tried; u
   const noKid = createSigner({ key: pem, algorithm: 'ES256', noTimestamp: true })({ sub: 'car-2', tenant: 'acme', iss: 'geoflux', exp: Math.floor(Date.now() / 1000) + 60 });
   assert.equal(v.verifySync(noKid).sub, 'car-2');
   // The wrong key for a kid, an unknown kid, an encryption key, an HS256 token: refused.
-  assert.equal(refusal(() => v.verifySync(mintKeySync(ec2.privateKey, 'ES256', 'k1'))).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintKeySync(ec.privateKey, 'ES256', 'nope'))).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintKeySync(enc.privateKey, 'ES256', 'e1'))).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintSync(opts))).message, 'invalid token');
-  assert.equal(refusal(() => v.verifySync(mintKeySync(ec.privateKey, 'ES256', 'k1', -60))).message, 'token expired');
+  assert.equal(refusal(verifying(v, await mintKeyToken(ec2.privateKey, 'ES256', 'k1', opts))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintKeyToken(ec.privateKey, 'ES256', 'nope', opts))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintKeyToken(enc.privateKey, 'ES256', 'e1', opts))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintHmacToken(SECRET, opts))).message, 'invalid token');
+  assert.equal(refusal(verifying(v, await mintKeyToken(ec.privateKey, 'ES256', 'k1', { ...opts, ttlSeconds: -60 }))).message, 'token expired');
   assert.throws(() => createJwksVerifier({ keys: [{ ...enc.publicKey.export({ format: 'jwk' }), use: 'enc' }] }, 'geoflux'), /no ES256/);
 });
-
-function mintSync(o: MintOptions, secret = SECRET): string {
-  const now = Math.floor(Date.now() / 1000);
-  return createSigner({ key: secret, algorithm: 'HS256', noTimestamp: true })({ sub: o.sub, tenant: o.tenant, scope: o.scopes.join(' '), iss: o.issuer, iat: now, exp: now + o.ttlSeconds });
-}
-
-function mintKeySync(key: ReturnType<typeof generateKeyPairSync>['privateKey'], alg: 'ES256' | 'RS256', kid: string, ttlSeconds = 60): string {
-  const now = Math.floor(Date.now() / 1000);
-  const pem = key.export({ type: 'pkcs8', format: 'pem' }) as string;
-  return createSigner({ key: pem, algorithm: alg, kid, noTimestamp: true })({ sub: 'car-1', tenant: 'acme', iss: 'geoflux', iat: now, exp: now + ttlSeconds });
-}

@@ -29,6 +29,8 @@ export interface BenchOptions {
   driverGateways: number;
   /** Forked load-generator processes holding the fanout subscribers. */
   viewerProcs: number;
+  /** fanout: subscribers that are MapClients measuring delivery (spread evenly); the rest are sinks. 0 = all. */
+  sample: number;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
   ingestGateways: number;
   /** Forked load-generator processes holding the ingest driver sockets (1 = in the runner itself). */
@@ -67,6 +69,11 @@ export const HELP = `npm run bench -- [options]
   --gateways <n>            gateways for fanout                      (default 2)
   --driver-gateways <n>     fanout: drivers spread over the first n gateways (default 1: all on gateway 0)
   --viewer-procs <n>        forked processes holding the fanout subscribers (default 2)
+  --sample <n>              fanout: only n subscribers (spread evenly over tiles and gateways) are
+                            MapClients that decode and time every update; the others are sinks
+                            that subscribe alike and count their frames without decoding them
+                            (load-tests/lib/sink-viewer.ts): the gateways' work is the same, the
+                            load generator's far less (default: all subscribers are MapClients)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
   --driver-procs <n>        forked processes holding the ingest driver sockets (default 2; 1 = in the runner)
   --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
@@ -92,7 +99,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const values = parseCliArgs(HELP, {
     scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
     drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
-    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, sample: { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
     full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
@@ -134,6 +141,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     gateways: Math.max(1, num(values.gateways, 2)),
     driverGateways: Math.max(1, num(values['driver-gateways'], 1)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
+    sample: Math.floor(num(values.sample, 0)),
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
     driverProcs: Math.max(1, num(values['driver-procs'], 2)),
     idle: num(values.idle, full ? 10_000 : 2000),

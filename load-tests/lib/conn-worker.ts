@@ -8,13 +8,13 @@
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
 import { closeDrivers, openDrivers, sendAtRate, type Vehicle } from './drivers.js';
-import { closeViewers, openViewers, starved, viewerDelay, type ViewerStats } from './maps.js';
+import { closeViewers, openViewers, setMeasuring, starved, viewerDelay, viewerFrames, type ViewerStats } from './maps.js';
 
 export type WorkerCommand =
   | { cmd: 'open-drivers'; url: string; drivers: number; driverOffset: number; perAddress: number; prefix: string }
   | { cmd: 'open-maps'; url: string; tiles: string[] }
-  /** Fan-out: viewers over several gateways (viewer i on urls[gatewayOf[i]]), then measure on/off. */
-  | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[] }
+  /** Fan-out: viewers over several gateways (viewer i on urls[gatewayOf[i]], a sink where sinkOf[i]), then measure on/off. */
+  | { cmd: 'open-viewers'; urls: string[]; tiles: string[]; gatewayOf: number[]; sinkOf: boolean[] }
   | { cmd: 'measure'; on: boolean }
   | { cmd: 'activity'; rate: number; seconds: number; batch?: number; label?: string }
   | { cmd: 'close' };
@@ -23,7 +23,8 @@ export type WorkerReply =
   | { type: 'opened'; ok: number; failed: number; firstError?: string }
   | { type: 'activity'; ack: string; delay: string; pingsAccepted: number; frameFailures: number; errorCodes: Record<string, number>; updates: number; seconds: number; starved: number;
       framesSent: number; pingsSent: number; framesAcked: number; pingErrors: number; skipped: number }
-  | { type: 'measured'; delayByGateway: string[]; updates: number; frames: number; perViewer: { tile: string; updates: number }[] }
+  /** updates, frames: the MapClients'; sinks and their frames; perViewer: frames of each (both kinds). */
+  | { type: 'measured'; delayByGateway: string[]; updates: number; frames: number; sinks: number; sinkFrames: number; perViewer: { tile: string; frames: number }[] }
   | { type: 'closed' }
   | { type: 'error'; message: string };
 
@@ -48,23 +49,25 @@ process.on('message', (m: WorkerCommand) => {
         viewers = await openViewers([m.url], m.tiles, { concurrency: 32, deadlineMs: 240_000 });
         reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
       } else if (m.cmd === 'open-viewers') {
-        viewers = await openViewers(m.urls, m.tiles, { concurrency: 32, deadlineMs: 240_000, gatewayOf: m.gatewayOf });
+        viewers = await openViewers(m.urls, m.tiles, { concurrency: 32, deadlineMs: 240_000, gatewayOf: m.gatewayOf, sinkOf: m.sinkOf });
         reply({ type: 'opened', ok: viewers.viewers.length, failed: viewers.failed, ...(viewers.firstError ? { firstError: viewers.firstError } : {}) });
       } else if (m.cmd === 'measure') {
         if (!viewers) throw new Error('no viewers opened');
-        viewers.measuring = m.on;
+        setMeasuring(viewers, m.on);
         reply({
           type: 'measured', delayByGateway: viewers.delayByGateway.map((h) => h.encode()), updates: viewers.updates, frames: viewers.frames,
-          perViewer: viewers.viewers.map((v) => ({ tile: v.tile, updates: v.updates })),
+          sinks: viewers.viewers.filter((v) => v.sink).length,
+          sinkFrames: viewers.viewers.reduce((a, v) => a + (v.sink ? v.sink.frames : 0), 0),
+          perViewer: viewers.viewers.map((v) => ({ tile: v.tile, frames: viewerFrames(v) })),
         });
       } else if (m.cmd === 'activity') {
-        if (viewers) viewers.measuring = true;
+        if (viewers) setMeasuring(viewers, true);
         const s = await sendAtRate(clients, vehicles, { rate: m.rate, batch: m.batch ?? 1, seconds: m.seconds, label: m.label ?? `scale activity (pid ${process.pid})` });
         await new Promise((r) => setTimeout(r, 300));
-        if (viewers) viewers.measuring = false;
+        if (viewers) setMeasuring(viewers, false);
         reply({
           type: 'activity', ack: s.ack.encode(), delay: viewers ? viewerDelay(viewers).encode() : '', pingsAccepted: s.pingsAccepted, frameFailures: s.frameFailures,
-          errorCodes: s.errorCodes, updates: viewers?.updates ?? 0, seconds: s.seconds, starved: viewers ? starved(viewers.viewers).starved : 0,
+          errorCodes: s.errorCodes, updates: viewers?.updates ?? 0, seconds: s.seconds, starved: viewers ? starved(viewers.viewers.map((v) => ({ tile: v.tile, frames: viewerFrames(v) }))).starved : 0,
           framesSent: s.framesSent, pingsSent: s.pingsSent, framesAcked: s.framesAcked, pingErrors: s.pingErrors, skipped: s.skipped,
         });
       } else if (m.cmd === 'close') {

@@ -4,7 +4,8 @@
  * (MessagePack, as src/rooms/io-server.ts packs them) to every connected client. The packet
  * format is `--parser msgpack` (the rooms' socket.io-msgpack-parser) or `default` (socket.io's
  * own: a text header plus a binary attachment). No Redis, no auth: what a map client costs per
- * frame, without the gateway's own work (load-tests/map-client-cost.ts).
+ * frame, without the gateway's own work (load-tests/map-client-cost.ts). A `subscribe` is
+ * acknowledged and changes nothing.
  * Prints {"msg":"room server listening","port":N} once listening.
  */
 import { parseArgs } from 'node:util';
@@ -22,6 +23,8 @@ const { uws } = loadUws();
 const app = uws.App();
 const io = new Server({ path: SOCKET_PATH, transports: ['websocket'], ...(values.parser === 'msgpack' ? { parser: roomsParser } : {}) });
 io.attachApp(app);
+// Frames go to every client; a `subscribe` is only acknowledged (lib/sink-viewer.ts waits for one).
+io.on('connection', (socket) => socket.on('subscribe', (req: { tiles: string[] }, ack: (r: unknown) => void) => ack({ ok: true, tiles: req.tiles })));
 const tile = '14/7823/6170';
 let n = 0;
 setInterval(() => {

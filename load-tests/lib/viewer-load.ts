@@ -3,6 +3,9 @@
  * (lib/conn-worker.ts), so that decoding hundreds of thousands of entity updates per second
  * does not stall the process that sends the pings and times their acks. Viewer i watches
  * tiles[i] on gateway i % urls.length; delays come back HdrHistogram-encoded, per gateway.
+ * With `sampled` < tiles.length only that many viewers, spread evenly over the list (so over the
+ * tiles, gateways and processes), are MapClients that measure; the others are sinks
+ * (lib/sink-viewer.ts) that the gateways serve alike but that only count their frames.
  */
 import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen, type OpenedTotals } from './gen-proc.js';
 import { Latency } from './hist.js';
@@ -10,9 +13,13 @@ import { Latency } from './hist.js';
 export interface ViewerMeasure {
   /** Delay per gateway (index of urls). */
   delayByGateway: Latency[];
+  /** Entity updates and frames received by the MapClients (the sampled viewers). */
   updates: number;
   frames: number;
-  perViewer: { tile: string; updates: number }[];
+  /** Sinks open, and the frames they received. */
+  sinks: number;
+  sinkFrames: number;
+  perViewer: { tile: string; frames: number }[];
 }
 
 export interface ViewerLoad extends OpenedTotals {
@@ -22,23 +29,39 @@ export interface ViewerLoad extends OpenedTotals {
   close(): Promise<void>;
 }
 
-export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number): Promise<ViewerLoad> {
+/**
+ * Whether viewer j of n is one of the `sampled` MapClients. Viewer j is on gateway j % gateways:
+ * the sample is split evenly between the gateways, and evenly spread within each one's viewers.
+ */
+export function isSampled(j: number, n: number, sampled: number, gateways: number): boolean {
+  if (sampled >= n) return true;
+  const g = j % gateways;
+  const k = Math.floor((sampled * (g + 1)) / gateways) - Math.floor((sampled * g) / gateways);
+  const ng = Math.ceil((n - g) / gateways);
+  const idx = Math.floor(j / gateways);
+  return Math.floor(((idx + 1) * k) / ng) > Math.floor((idx * k) / ng);
+}
+
+export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, sampled = tiles.length): Promise<ViewerLoad> {
   const n = Math.max(1, procs);
   const gens: Gen[] = Array.from({ length: n }, forkGen);
   const part = (k: number): number[] => tiles.map((_, j) => j).filter((j) => j % n === k);
   const replies = await Promise.all(gens.map((g, k) => g.ask({
     cmd: 'open-viewers', urls, tiles: part(k).map((j) => tiles[j]!), gatewayOf: part(k).map((j) => j % urls.length),
+    sinkOf: part(k).map((j) => !isSampled(j, tiles.length, sampled, urls.length)),
   }, 300_000)));
   return {
     ...openedTotals(replies),
     async measure(on) {
       const replies2 = await Promise.all(gens.map((g) => g.ask({ cmd: 'measure', on }, 60_000)));
-      const m: ViewerMeasure = { delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, perViewer: [] };
+      const m: ViewerMeasure = { delayByGateway: urls.map(() => new Latency()), updates: 0, frames: 0, sinks: 0, sinkFrames: 0, perViewer: [] };
       for (const r of replies2) {
         if (r.type !== 'measured') continue;
         r.delayByGateway.forEach((b64, i) => m.delayByGateway[i]!.addEncoded(b64));
         m.updates += r.updates;
         m.frames += r.frames;
+        m.sinks += r.sinks;
+        m.sinkFrames += r.sinkFrames;
         m.perViewer.push(...r.perViewer);
       }
       return m;

@@ -71,7 +71,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
     // Viewers live in forked processes (--viewer-procs): decoding every entity update must not
     // stall the process that sends the pings, or the figures would measure the load generator.
-    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs);
+    // --sample n: n MapClients measure, the rest of the audience are sinks (lib/sink-viewer.ts).
+    const sampled = o.sample > 0 ? Math.min(o.sample, subs) : subs;
+    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, sampled);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
       const send = { rate, batch: fleet, fleet };
@@ -98,16 +100,20 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
       const st = starved(m.perViewer);
       const lat = viewerDelay(m).summary();
+      // Sinks do not decode: their entity updates are estimated from the MapClients' entities per frame.
+      const perFrame = m.updates / Math.max(1, m.frames);
+      const updates = m.updates + Math.round(m.sinkFrames * perFrame);
+
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles${m.sinks ? `; ${viewers.ok - m.sinks} MapClients measure, ${m.sinks} sinks count frames` : ''}) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
-        throughput: { value: Math.round(m.updates / secs), unit: 'entity updates/s delivered' },
-        ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round(m.frames / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
+        throughput: { value: Math.round(updates / secs), unit: `entity updates/s delivered${m.sinks ? ' (sinks\' estimated)' : ''}` },
+        ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round((m.frames + m.sinkFrames) / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
         cpu: {
-          'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, m.updates), 2),
+          'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, updates), 2),
           'gateways cores': round(gwCpu / secs, 2),
           ...(Number.isFinite(r1 - r0) ? { 'redis cores': round((r1 - r0) / secs, 2) } : {}),
         },
@@ -119,14 +125,14 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         },
         notes: [
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
-          `frames ${m.frames}, ${round(m.updates / Math.max(1, m.frames), 1)} entities/frame; tiles with traffic ${st.activeTiles}; median updates per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
+          `frames ${m.frames + m.sinkFrames}${m.sinks ? ` (MapClients ${m.frames}, sinks ${m.sinkFrames})` : ''}, ${round(perFrame, 1)} entities/frame; tiles with traffic ${st.activeTiles}; median frames per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
           `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
         ],
-        extra: { delayByGateway: m.delayByGateway.map((h) => h.summary()), starved: st, frames: m.frames, updates: m.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
+        extra: { delayByGateway: m.delayByGateway.map((h) => h.summary()), starved: st, frames: m.frames, sinkFrames: m.sinkFrames, sinks: m.sinks, updates, updatesDecoded: m.updates, pingsAccepted: s.pingsAccepted, ack: s.ack.summary() },
       };
     } finally {
       await viewers.close();

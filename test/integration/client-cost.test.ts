@@ -19,13 +19,13 @@ test('client-cost: the driver and the bare client each get one ack per frame', a
 });
 
 // load-tests/map-client-cost.ts likewise: both packet formats deliver every room frame to every
-// client and decode its entities.
-test('map-client-cost: both packet formats deliver the frames, entities decoded', async () => {
+// client and decode its entities; the bench's sink subscribers count the same frames, decoding none.
+test('map-client-cost: both packet formats deliver the frames, entities decoded; sinks count them', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, [join(projectRoot(), 'dist/load-tests/map-client-cost.js'), '--clients', '20', '--entities', '5', '--interval-ms', '50', '--seconds', '1', '--rounds', '1'], { timeout: 60_000 });
   const rows = stdout.trim().split('\n').map((l) => JSON.parse(l) as { format: string; framesPerSec: number; expectedFramesPerSec: number; entitiesPerFrame: number; userMicrosPerFrame: number });
-  assert.deepEqual(rows.map((r) => r.format), ['msgpack', 'default']);
+  assert.deepEqual(rows.map((r) => r.format), ['msgpack', 'default', 'sink']);
   for (const r of rows) {
-    assert.equal(r.entitiesPerFrame, 5, r.format);
+    assert.equal(r.entitiesPerFrame, r.format === 'sink' ? 0 : 5, r.format);
     assert.ok(r.framesPerSec >= r.expectedFramesPerSec * 0.7, `${r.format}: ${r.framesPerSec} of ${r.expectedFramesPerSec} frames/s`);
     assert.ok(Number.isFinite(r.userMicrosPerFrame));
   }

@@ -32,3 +32,19 @@ test('fanout warm-up: 1 s for short runs, duration/6 up to 5 s for long ones (no
   assert.equal(fanoutWarmupSeconds(30), 5);
   assert.equal(fanoutWarmupSeconds(60), 5);
 });
+
+test('--sample n: that many MapClients, split evenly over the gateways and spread within each; the rest sinks', async () => {
+  assert.equal(parseBenchArgs(['--scenario', 'fanout']).sample, 0, 'default: every subscriber is a MapClient');
+  assert.equal(parseBenchArgs(['--scenario', 'fanout', '--sample', '200']).sample, 200);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout', '--sample', 'all']), /not a non-negative number/);
+  const { isSampled } = await import('../../load-tests/lib/viewer-load.js');
+  for (const [n, sampled, gateways] of [[1000, 200, 2], [200, 20, 2], [7, 3, 2], [10, 4, 3], [5, 5, 2], [5, 9, 2]] as const) {
+    const picked = Array.from({ length: n }, (_, j) => j).filter((j) => isSampled(j, n, sampled, gateways));
+    assert.equal(picked.length, Math.min(n, sampled), `${sampled} of ${n}`);
+    const perGateway = Array.from({ length: gateways }, (_, g) => picked.filter((j) => j % gateways === g).length);
+    assert.ok(Math.max(...perGateway) - Math.min(...perGateway) <= 1, `${sampled} of ${n} over ${gateways} gateways: ${perGateway.join('/')}`);
+  }
+  // Spread within a gateway's viewers: 100 of gateway 0's 500 are every 5th of them, not the first 100.
+  const g0 = Array.from({ length: 1000 }, (_, j) => j).filter((j) => j % 2 === 0 && isSampled(j, 1000, 200, 2));
+  assert.ok(g0[0]! < 10 && g0.at(-1)! > 990, `first ${g0[0]}, last ${g0.at(-1)}`);
+});

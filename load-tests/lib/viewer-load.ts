@@ -5,7 +5,8 @@
  * tiles[i] on gateway i % urls.length; delays come back HdrHistogram-encoded, per gateway.
  * With `sampled` < tiles.length only that many viewers, spread evenly over the list (so over the
  * tiles, gateways and processes), are MapClients that measure; the others are sinks
- * (lib/sink-viewer.ts) that the gateways serve alike but that only count their frames.
+ * (lib/sink-viewer.ts) that the gateways serve alike but that only count their frames; the
+ * MapClients then have a process of their own and the sinks `procs` others.
  */
 import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen, type OpenedTotals } from './gen-proc.js';
 import { Latency } from './hist.js';
@@ -26,6 +27,8 @@ export interface ViewerLoad extends OpenedTotals {
   /** Starts counting (on) or stops and returns what was counted since it started (off). */
   measure(on: boolean): Promise<ViewerMeasure>;
   forkedCpuSeconds(): number;
+  /** Forked processes holding the viewers. */
+  processes: number;
   close(): Promise<void>;
 }
 
@@ -44,11 +47,19 @@ export function isSampled(j: number, n: number, sampled: number, gateways: numbe
 
 export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, sampled = tiles.length): Promise<ViewerLoad> {
   const n = Math.max(1, procs);
-  const gens: Gen[] = Array.from({ length: n }, forkGen);
-  const part = (k: number): number[] => tiles.map((_, j) => j).filter((j) => j % n === k);
+  const all = tiles.map((_, j) => j);
+  const sample = all.filter((j) => isSampled(j, tiles.length, sampled, urls.length));
+  const sinks = all.filter((j) => !isSampled(j, tiles.length, sampled, urls.length));
+  // Without sinks: viewers round-robin over n processes. With sinks: the MapClients that measure
+  // get a process of their own (its event loop, lightly loaded, stamps their arrivals), the sinks
+  // are spread over n more.
+  const parts: number[][] = sinks.length === 0
+    ? Array.from({ length: n }, (_, k) => all.filter((j) => j % n === k))
+    : [sample, ...Array.from({ length: n }, (_, k) => sinks.filter((_, i) => i % n === k))].filter((p) => p.length > 0);
+  const gens: Gen[] = parts.map(() => forkGen());
   const replies = await Promise.all(gens.map((g, k) => g.ask({
-    cmd: 'open-viewers', urls, tiles: part(k).map((j) => tiles[j]!), gatewayOf: part(k).map((j) => j % urls.length),
-    sinkOf: part(k).map((j) => !isSampled(j, tiles.length, sampled, urls.length)),
+    cmd: 'open-viewers', urls, tiles: parts[k]!.map((j) => tiles[j]!), gatewayOf: parts[k]!.map((j) => j % urls.length),
+    sinkOf: parts[k]!.map((j) => !isSampled(j, tiles.length, sampled, urls.length)),
   }, 300_000)));
   return {
     ...openedTotals(replies),
@@ -67,6 +78,7 @@ export async function openViewerLoad(urls: string[], tiles: readonly string[], p
       return m;
     },
     forkedCpuSeconds: () => gensCpuSeconds(gens),
+    processes: gens.length,
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
       await stopGens(gens);

@@ -127,7 +127,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames + m.sinkFrames}${m.sinks ? ` (MapClients ${m.frames}, sinks ${m.sinkFrames})` : ''}, ${round(perFrame, 1)} entities/frame; tiles with traffic ${st.activeTiles}; median frames per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
-          `subscribers in ${Math.max(1, o.viewerProcs)} forked load-generator processes: ${round((h1 - h0) / secs, 2)} cores`,
+          `subscribers in ${viewers.processes} forked load-generator processes${m.sinks ? ' (the MapClients in one of their own)' : ''}: ${round((h1 - h0) / secs, 2)} cores`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),

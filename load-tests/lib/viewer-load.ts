@@ -4,7 +4,7 @@
  * does not stall the process that sends the pings and times their acks. Viewer i watches
  * tiles[i] on gateway i % urls.length; delays come back HdrHistogram-encoded, per gateway.
  * With `sampled` < tiles.length only that many viewers, spread evenly over the list (so over the
- * tiles, gateways and processes), are MapClients that measure; the others are sinks
+ * tiles and gateways), are MapClients that measure; the others are sinks
  * (lib/sink-viewer.ts) that the gateways serve alike but that only count their frames; the
  * MapClients then have a process of their own and the sinks `procs` others.
  */
@@ -47,19 +47,20 @@ export function isSampled(j: number, n: number, sampled: number, gateways: numbe
 
 export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, sampled = tiles.length): Promise<ViewerLoad> {
   const n = Math.max(1, procs);
+  const sinkOf = tiles.map((_, j) => !isSampled(j, tiles.length, sampled, urls.length));
   const all = tiles.map((_, j) => j);
-  const sample = all.filter((j) => isSampled(j, tiles.length, sampled, urls.length));
-  const sinks = all.filter((j) => !isSampled(j, tiles.length, sampled, urls.length));
+  const sinks = all.filter((j) => sinkOf[j]);
+  const roundRobin = (xs: number[]): number[][] => Array.from({ length: n }, (_, k) => xs.filter((_, i) => i % n === k));
   // Without sinks: viewers round-robin over n processes. With sinks: the MapClients that measure
   // get a process of their own (its event loop, lightly loaded, stamps their arrivals), the sinks
   // are spread over n more.
   const parts: number[][] = sinks.length === 0
-    ? Array.from({ length: n }, (_, k) => all.filter((j) => j % n === k))
-    : [sample, ...Array.from({ length: n }, (_, k) => sinks.filter((_, i) => i % n === k))].filter((p) => p.length > 0);
+    ? roundRobin(all)
+    : [all.filter((j) => !sinkOf[j]), ...roundRobin(sinks)].filter((p) => p.length > 0);
   const gens: Gen[] = parts.map(() => forkGen());
   const replies = await Promise.all(gens.map((g, k) => g.ask({
     cmd: 'open-viewers', urls, tiles: parts[k]!.map((j) => tiles[j]!), gatewayOf: parts[k]!.map((j) => j % urls.length),
-    sinkOf: parts[k]!.map((j) => !isSampled(j, tiles.length, sampled, urls.length)),
+    sinkOf: parts[k]!.map((j) => sinkOf[j]!),
   }, 300_000)));
   return {
     ...openedTotals(replies),

@@ -31,6 +31,10 @@ export interface BenchOptions {
   viewerProcs: number;
   /** fanout: subscribers that are MapClients measuring delivery (spread evenly); the rest are sinks. 0 = all. */
   sample: number;
+  /** fanout with --sample: the sinks in one native process (load-tests/sink/sink.c) or in Node processes. */
+  sinks: 'native' | 'node';
+  /** Native sinks: read at most every this many ms (0: as frames arrive). */
+  sinkReadMs: number;
   /** Gateways for ingest / ingest-single (sockets spread round-robin). */
   ingestGateways: number;
   /** Forked load-generator processes holding the ingest driver sockets (1 = in the runner itself). */
@@ -74,6 +78,12 @@ export const HELP = `npm run bench -- [options]
                             that subscribe alike and count their frames without decoding them
                             (load-tests/lib/sink-viewer.ts): the gateways' work is the same, the
                             load generator's far less (default: all subscribers are MapClients)
+  --sinks <native|node>     with --sample: the sinks in one native process (load-tests/sink/sink.c,
+                            built with the system's cc on first use: one read() per frame) or in
+                            Node processes (lib/sink-viewer.ts)                (default native)
+  --sink-read-ms <ms>       native sinks read at most every <ms>: one read takes in every frame
+                            that arrived meanwhile; the gateways' writes are the same (default 0:
+                            each frame as it arrives)
   --ingest-gateways <n>     gateways for ingest, ingest-single       (default 1; the design runs one per core)
   --driver-procs <n>        forked processes holding the ingest driver sockets (default 2; 1 = in the runner)
   --idle <n>                idle driver sockets                      (smoke: 2000, --full: 10000)
@@ -99,7 +109,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const values = parseCliArgs(HELP, {
     scenario: { type: 'string' }, duration: { type: 'string' }, rate: { type: 'string' },
     drivers: { type: 'string' }, batch: { type: 'string' }, fleet: { type: 'string' }, subscribers: { type: 'string' },
-    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, sample: { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
+    gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, sample: { type: 'string' }, sinks: { type: 'string' }, 'sink-read-ms': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
     full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
@@ -129,6 +139,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   }
   if (values['target-redis'] !== undefined && !targetGateways) throw new Error('--target-redis needs --target');
   const mode = values['persist-mode'] ?? 'both';
+  const sinks = values.sinks ?? 'native';
+  if (sinks !== 'native' && sinks !== 'node') throw new Error('--sinks: native | node');
   if (!['window', 'raw', 'both'].includes(mode)) throw new Error(`--persist-mode: window | raw | both`);
   return {
     scenarios,
@@ -142,6 +154,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     driverGateways: Math.max(1, num(values['driver-gateways'], 1)),
     viewerProcs: Math.max(1, num(values['viewer-procs'], 2)),
     sample: Math.floor(num(values.sample, 0)),
+    sinks,
+    sinkReadMs: Math.max(0, num(values['sink-read-ms'], 0)),
     ingestGateways: Math.max(1, num(values['ingest-gateways'], 1)),
     driverProcs: Math.max(1, num(values['driver-procs'], 2)),
     idle: num(values.idle, full ? 10_000 : 2000),

@@ -26,7 +26,7 @@ export function tryProcSample(pid: number | undefined): ProcSample | undefined {
 export const MB = 1024 * 1024;
 
 /** The whole machine's CPU time so far from /proc/stat (every core, in clock ticks). */
-export interface MachineCpu { busy: number; total: number }
+export interface MachineCpu { busy: number; total: number; /** Time the hypervisor gave to others (inside `busy`). */ steal: number }
 
 export function machineCpu(): MachineCpu | undefined {
   try {
@@ -35,7 +35,7 @@ export function machineCpu(): MachineCpu | undefined {
     const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
     const total = v.reduce((a, x) => a + x, 0);
     const idle = v[3]! + v[4]!;
-    return { busy: total - idle, total };
+    return { busy: total - idle, total, steal: v[7]! };
   } catch {
     return undefined;
   }
@@ -51,5 +51,7 @@ export function machineBusy(a: MachineCpu | undefined, b: MachineCpu | undefined
 export function machineBusyNotes(a: MachineCpu | undefined, b: MachineCpu | undefined): string[] {
   const busy = machineBusy(a, b);
   if (busy === undefined) return [];
-  return [`machine: ${Math.round(busy * 1000) / 10} % busy over its ${cpus().length} cores in the measured window (everything: system under test and load generators)`];
+  const steal = (b!.steal - a!.steal) / (b!.total - a!.total);
+  const stolen = steal >= 0.001 ? `, of which ${Math.round(steal * 1000) / 10} % stolen by the hypervisor` : '';
+  return [`machine: ${Math.round(busy * 1000) / 10} % busy over its ${cpus().length} cores in the measured window (everything: system under test and load generators${stolen})`];
 }

@@ -28,6 +28,12 @@ const CONNECT_ERROR = 4;
 
 interface SioPacket { type: number; nsp?: string; data?: unknown; id?: number }
 
+/** The namespace CONNECT a sink sends on Engine.IO's open: the rooms' MessagePack packet with the token. */
+export const sinkConnectPacket = (token: string): Buffer => packr.pack({ type: CONNECT, nsp: '/', data: { token } });
+
+/** The `subscribe` event a sink sends once connected (ack id 1). */
+export const sinkSubscribePacket = (tiles: string[]): Buffer => packr.pack({ type: EVENT, nsp: '/', data: ['subscribe', { tiles }], id: 1 });
+
 export class SinkViewer {
   /** Binary messages received after the subscribe was acknowledged (room frames; counted only while `counting`). */
   frames = 0;
@@ -57,7 +63,7 @@ export class SinkViewer {
         if (!isBinary) {
           // Engine.IO control frames: open (answered with the namespace CONNECT) and the server's ping.
           const t = data[0];
-          if (t === 0x30) ws.send(packr.pack({ type: CONNECT, nsp: '/', data: { token } }));
+          if (t === 0x30) ws.send(sinkConnectPacket(token));
           else if (t === 0x32) ws.send('3');
           return;
         }
@@ -84,7 +90,7 @@ export class SinkViewer {
         this.subscribed = ack.ok;
         resolve(ack);
       };
-      this.ws.send(packr.pack({ type: EVENT, nsp: '/', data: ['subscribe', { tiles }], id: 1 }));
+      this.ws.send(sinkSubscribePacket(tiles));
     });
   }
 

@@ -6,8 +6,11 @@
  * With `sampled` < tiles.length only that many viewers, spread evenly over the list (so over the
  * tiles and gateways), are MapClients that measure; the others are sinks
  * (lib/sink-viewer.ts) that the gateways serve alike but that only count their frames; the
- * MapClients then have a process of their own and the sinks `procs` others.
+ * MapClients then have a process of their own and the sinks `procs` others, or, with
+ * `nativeSinks` (the executable of lib/native-sinks.ts and its reading pace), all of one native
+ * process.
  */
+import { nativeSinkGen } from './native-sinks.js';
 import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen, type OpenedTotals } from './gen-proc.js';
 import { Latency } from './hist.js';
 
@@ -27,6 +30,8 @@ export interface ViewerLoad extends OpenedTotals {
   /** Starts counting (on) or stops and returns what was counted since it started (off). */
   measure(on: boolean): Promise<ViewerMeasure>;
   forkedCpuSeconds(): number;
+  /** The part of forkedCpuSeconds() used by the processes holding sinks. */
+  sinksCpuSeconds(): number;
   /** Forked processes holding the viewers. */
   processes: number;
   close(): Promise<void>;
@@ -45,7 +50,7 @@ export function isSampled(j: number, n: number, sampled: number, gateways: numbe
   return Math.floor(((idx + 1) * k) / ng) > Math.floor((idx * k) / ng);
 }
 
-export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, sampled = tiles.length): Promise<ViewerLoad> {
+export async function openViewerLoad(urls: string[], tiles: readonly string[], procs: number, sampled = tiles.length, nativeSinks?: { binary: string; readEveryMs: number }): Promise<ViewerLoad> {
   const n = Math.max(1, procs);
   const sinkOf = tiles.map((_, j) => !isSampled(j, tiles.length, sampled, urls.length));
   const all = tiles.map((_, j) => j);
@@ -53,11 +58,13 @@ export async function openViewerLoad(urls: string[], tiles: readonly string[], p
   const roundRobin = (xs: number[]): number[][] => Array.from({ length: n }, (_, k) => xs.filter((_, i) => i % n === k));
   // Without sinks: viewers round-robin over n processes. With sinks: the MapClients that measure
   // get a process of their own (its event loop, lightly loaded, stamps their arrivals), the sinks
-  // are spread over n more.
+  // are spread over n more (or all held by one native process).
+  const sinkParts = nativeSinks ? [sinks] : roundRobin(sinks);
   const parts: number[][] = sinks.length === 0
     ? roundRobin(all)
-    : [all.filter((j) => !sinkOf[j]), ...roundRobin(sinks)].filter((p) => p.length > 0);
-  const gens: Gen[] = parts.map(() => forkGen());
+    : [all.filter((j) => !sinkOf[j]), ...sinkParts].filter((p) => p.length > 0);
+  const holdsSinks = parts.map((p) => p.length > 0 && sinkOf[p[0]!]!);
+  const gens: Gen[] = parts.map((_, k) => (nativeSinks && holdsSinks[k] ? nativeSinkGen(nativeSinks.binary, { readEveryMs: nativeSinks.readEveryMs }) : forkGen()));
   const replies = await Promise.all(gens.map((g, k) => g.ask({
     cmd: 'open-viewers', urls, tiles: parts[k]!.map((j) => tiles[j]!), gatewayOf: parts[k]!.map((j) => j % urls.length),
     sinkOf: parts[k]!.map((j) => sinkOf[j]!),
@@ -79,6 +86,7 @@ export async function openViewerLoad(urls: string[], tiles: readonly string[], p
       return m;
     },
     forkedCpuSeconds: () => gensCpuSeconds(gens),
+    sinksCpuSeconds: () => gensCpuSeconds(gens.filter((_, k) => holdsSinks[k])),
     processes: gens.length,
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));

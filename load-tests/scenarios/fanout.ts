@@ -15,6 +15,7 @@ import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
 import { p99Under, round } from '../lib/hist.js';
 import { starved, viewerDelay } from '../lib/maps.js';
 import { openViewerLoad } from '../lib/viewer-load.js';
+import { nativeSinkBinary } from '../lib/native-sinks.js';
 import { MB, machineBusyNotes, machineCpu, procSample } from '../lib/proc-stat.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
@@ -72,8 +73,11 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     // Viewers live in forked processes (--viewer-procs): decoding every entity update must not
     // stall the process that sends the pings, or the figures would measure the load generator.
     // --sample n: n MapClients measure, the rest of the audience are sinks (lib/sink-viewer.ts).
+    // --sinks native (default): all sinks in one native process; falls back to Node sinks, and says so.
     const sampled = o.sample > 0 ? Math.min(o.sample, subs) : subs;
-    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, sampled);
+    const native = sampled < subs && o.sinks === 'native' ? nativeSinkBinary() : {};
+    if (native.why) progress(`fanout: native sinks unavailable (${native.why}); sinks run in Node`);
+    const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, sampled, native.path ? { binary: native.path, readEveryMs: o.sinkReadMs } : undefined);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
       const send = { rate, batch: fleet, fleet };
@@ -84,6 +88,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await sleep(300);
       const c0 = await Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds));
       const h0 = viewers.forkedCpuSeconds();
+      const k0 = viewers.sinksCpuSeconds();
       const r0 = await redisCpu();
       const w0 = await writeStats(ingestGws);
       await viewers.measure(true);
@@ -95,6 +100,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const w1 = await writeStats(ingestGws);
       const c1 = await Promise.all(gws.map((g) => g.stats()));
       const h1 = viewers.forkedCpuSeconds();
+      const k1 = viewers.sinksCpuSeconds();
       const r1 = await redisCpu();
       const secs = s.seconds + 0.3;
       const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
@@ -107,7 +113,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles${m.sinks ? `; ${viewers.ok - m.sinks} MapClients measure, ${m.sinks} sinks count frames` : ''}) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
+        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles${m.sinks ? `; ${viewers.ok - m.sinks} MapClients measure, ${m.sinks} ${native.path ? 'native ' : ''}sinks count frames` : ''}) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(updates / secs), unit: `entity updates/s delivered${m.sinks ? ' (sinks\' estimated)' : ''}` },
@@ -127,7 +133,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames + m.sinkFrames}${m.sinks ? ` (MapClients ${m.frames}, sinks ${m.sinkFrames})` : ''}, ${round(perFrame, 1)} entities/frame; tiles with traffic ${st.activeTiles}; median frames per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
-          `subscribers in ${viewers.processes} forked load-generator processes${m.sinks ? ' (the MapClients in one of their own)' : ''}: ${round((h1 - h0) / secs, 2)} cores`,
+          `subscribers in ${viewers.processes} load-generator processes${m.sinks ? ` (the MapClients in one of their own; the sinks ${native.path ? `in one native process, load-tests/sink/sink.c${o.sinkReadMs ? `, reading every ${o.sinkReadMs} ms` : ''}` : 'in forked Node processes'})` : ''}: ${round((h1 - h0) / secs, 2)} cores${m.sinks ? ` (sinks ${round((k1 - k0) / secs, 2)})` : ''}`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),

@@ -48,3 +48,13 @@ test('--sample n: that many MapClients, split evenly over the gateways and sprea
   const g0 = Array.from({ length: 1000 }, (_, j) => j).filter((j) => j % 2 === 0 && isSampled(j, 1000, 200, 2));
   assert.ok(g0[0]! < 10 && g0.at(-1)! > 990, `first ${g0[0]}, last ${g0.at(-1)}`);
 });
+
+test('--sinks native|node and --sink-read-ms: where the sinks run and how often native ones read', () => {
+  const d = parseBenchArgs(['--scenario', 'fanout', '--sample', '200']);
+  assert.equal(d.sinks, 'native', 'default: one native process');
+  assert.equal(d.sinkReadMs, 0, 'default: each frame as it arrives');
+  assert.equal(parseBenchArgs(['--sinks', 'node']).sinks, 'node');
+  assert.equal(parseBenchArgs(['--sink-read-ms', '50']).sinkReadMs, 50);
+  assert.throws(() => parseBenchArgs(['--sinks', 'rust']), /--sinks: native \| node/);
+  assert.throws(() => parseBenchArgs(['--sink-read-ms', 'soon']), /not a non-negative number/);
+});

@@ -4,9 +4,11 @@ import assert from 'node:assert/strict';
 import { machineBusy, machineBusyNotes, machineCpu } from '../../load-tests/lib/proc-stat.js';
 
 test('machine busy share: from /proc/stat samples, nothing when unknown', async () => {
-  assert.equal(machineBusy({ busy: 100, total: 400 }, { busy: 250, total: 600 }), 0.75);
-  assert.equal(machineBusy(undefined, { busy: 1, total: 2 }), undefined);
-  assert.equal(machineBusy({ busy: 1, total: 2 }, { busy: 1, total: 2 }), undefined, 'no time passed');
+  assert.equal(machineBusy({ busy: 100, total: 400, steal: 0 }, { busy: 250, total: 600, steal: 0 }), 0.75);
+  assert.equal(machineBusy(undefined, { busy: 1, total: 2, steal: 0 }), undefined);
+  assert.equal(machineBusy({ busy: 1, total: 2, steal: 0 }, { busy: 1, total: 2, steal: 0 }), undefined, 'no time passed');
+  assert.match(machineBusyNotes({ busy: 100, total: 400, steal: 10 }, { busy: 250, total: 600, steal: 30 })[0]!, /75 % busy .*, of which 10 % stolen by the hypervisor\)$/);
+  assert.doesNotMatch(machineBusyNotes({ busy: 100, total: 400, steal: 10 }, { busy: 250, total: 600, steal: 10 })[0]!, /stolen/);
   assert.deepEqual(machineBusyNotes(undefined, undefined), []);
   const a = machineCpu();
   assert.ok(a && a.total > 0 && a.busy >= 0 && a.busy <= a.total, JSON.stringify(a));

@@ -20,8 +20,6 @@ import type { Gen } from './gen-proc.js';
 import { trackChild } from './children.js';
 import { sinkConnectPacket, sinkSubscribePacket } from './sink-viewer.js';
 
-export type SinkKind = 'native' | 'node';
-
 /**
  * The native sink's executable, compiled from load-tests/sink/sink.c when it is missing or older
  * than its source (`$CC`, default `cc`); `why` says what failed when there is none.

@@ -44,6 +44,11 @@ export interface MapClientOptions {
   retryMinMs?: number;
   /** Longest pause between retries (re-subscribing, and reconnecting after a refused handshake). Default 10 s. */
   retryMaxMs?: number;
+  /**
+   * Engine.IO transports, in order. Default `['websocket']`; `['polling', 'websocket']` starts
+   * on HTTP long-polling and upgrades (for networks that block WebSockets), `['polling']` stays there.
+   */
+  transports?: ('websocket' | 'polling')[];
 }
 
 /** A subscription that could not be re-sent after a reconnect. */
@@ -258,9 +263,10 @@ export class MapClient {
       forceNew: options.forceNew ?? true,
       retryMinMs: options.retryMinMs ?? 500,
       retryMaxMs: options.retryMaxMs ?? 10_000,
+      transports: options.transports ?? ['websocket'],
     };
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, {
-      path: SOCKET_PATH, parser: roomsParser, transports: ['websocket'], auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
+      path: SOCKET_PATH, parser: roomsParser, transports: opts.transports, auth: typeof token === 'string' ? { token } : (cb: (data: object) => void) => {
         Promise.resolve().then(token).then((t) => cb({ token: t }), () => cb({}));
       }, forceNew: opts.forceNew,
       reconnection: opts.reconnect, reconnectionDelay: 200, reconnectionDelayMax: 2000, timeout: opts.connectTimeoutMs,

@@ -20,6 +20,7 @@ import { createRoomRegistry } from './registry.js';
 import { entityRoom, parseRoom, roomName } from './room-names.js';
 import { roomsMetrics } from './metrics.js';
 import { atDeadline } from './deadline.js';
+import { publishNatively } from './uws-publish.js';
 
 export { roomName } from './room-names.js';
 
@@ -409,6 +410,7 @@ export function createRooms(d: RoomsDeps): Rooms {
   return {
     attach(app) {
       io.attachApp(app);
+      publishNatively(nsp, app);
     },
     async start() {
       await registry.start();

@@ -219,3 +219,46 @@ test('below the aggregate zoom a tile gets counts per sub-tile that match the li
   await until(() => aggs.get(wide)!.find((a) => a.total === 4), 3000, 'refreshed wide aggregates');
   assert.deepEqual(vehicles, [], 'no per-vehicle updates below the aggregate zoom');
 });
+
+test('every transport gets each frame once: WebSocket (native publish), long-polling and polling upgraded to WebSocket', async () => {
+  const lat = 41.175, lon = -8.59;
+  const tile = cellOf(lon, lat, 16);
+  const polled = async (gw: Gw, sub: string, transports: ('websocket' | 'polling')[]): Promise<MapClient> => {
+    const m = await MapClient.connect(gw.url, await token(sub, ['subscribe'], 'acme'), { transports });
+    open.push(m);
+    return m;
+  };
+  const transportOf = (m: MapClient): string => m.socket.io.engine.transport.name;
+  const [wsA, pollA, upB, wsB] = await Promise.all([map(A, 'tr-ws-a'), polled(A, 'tr-poll-a', ['polling']), polled(B, 'tr-up-b', ['polling', 'websocket']), map(B, 'tr-ws-b')]);
+  await until(() => transportOf(upB) === 'websocket', 5000, 'upgrade to WebSocket');
+  assert.equal(transportOf(pollA), 'polling');
+  const clients = { wsA, pollA, upB, wsB };
+  const seen = new Map<string, number[]>();
+  for (const [name, m] of Object.entries(clients)) {
+    await m.subscribeTiles([tile]);
+    const list: number[] = [];
+    seen.set(name, list);
+    m.on('update', (t: string, us: EntityUpdate[]) => { if (t === tile) for (const u of us) if (u.id === 'car-tr') list.push(u.ts); });
+  }
+  await sleep(400);
+  const d = await driver(A, 'car-tr');
+  const t0 = Date.now() - 60_000;
+  const sent: number[] = [];
+  const send = async (i: number, names: string[]): Promise<void> => {
+    const ts = t0 + i * 1000;
+    sent.push(ts);
+    await d.send({ id: 'car-tr', lat: lat + i * 1e-5, lon, ts, seq: i });
+    await until(() => names.every((n) => seen.get(n)!.includes(ts)), 5000, `frame ${i} on ${names.join(', ')}`);
+  };
+  for (let i = 1; i <= 3; i++) await send(i, Object.keys(clients));
+  await sleep(200);
+  for (const [name, list] of seen) assert.deepEqual(list, sent, `${name}: each update exactly once`);
+  // With the long-polling client gone, gateway A is back on the native publish alone.
+  await pollA.close();
+  await sleep(200);
+  const before = sent.length;
+  for (let i = 4; i <= 5; i++) await send(i, ['wsA', 'upB', 'wsB']);
+  await sleep(200);
+  for (const name of ['wsA', 'upB', 'wsB']) assert.deepEqual(seen.get(name), sent, `${name}: each update exactly once`);
+  assert.equal(seen.get('pollA')!.length, before);
+});

@@ -26,14 +26,16 @@ await runProcess({
 
     const redis = await connectRedis(cfg.redis.url, log, 'gateway');
     const redisSub = await connectRedis(cfg.redis.url, log, 'gateway-sub');
+    const redisPub = await connectRedis(cfg.redis.url, log, 'gateway-pub');
     const pg = await connectPg(cfg.database.url, log, cfg.database.poolSize, 'geoflux-gateway');
     await migrate(pg, log);
-    const gateway = createGateway({ cfg, log, uws, redis, redisSub, pg });
+    const gateway = createGateway({ cfg, log, uws, redis, redisSub, redisPub, pg });
     await gateway.start();
     return {
       async stop() {
         await gateway.stop();
         await quitRedis(redisSub);
+        await quitRedis(redisPub);
         await quitRedis(redis);
         await endPg(pg);
       },

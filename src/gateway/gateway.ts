@@ -33,10 +33,12 @@ export interface GatewayDeps {
   cfg: Readonly<Config>;
   log: Logger;
   uws: UwsBuild;
-  /** Data client (commands, adapter publisher). */
+  /** Data client (commands, ingest scripts, snapshots). */
   redis: Redis;
   /** Subscriber client for the socket.io adapter. */
   redisSub: Redis;
+  /** Publisher client for the socket.io adapter (room frames do not queue behind ingest scripts); default: `redis`. */
+  redisPub?: Redis;
   pg: pg.Pool;
 }
 
@@ -83,7 +85,7 @@ export function createGateway(d: GatewayDeps): Gateway {
   function build(): TemplatedApp {
     const app = d.uws.uws.App();
     rooms = createRooms({
-      log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, keys, keyPrefix: cfg.redis.keyPrefix,
+      log: log.child({ module: 'rooms' }), verifier, pub: d.redis, sub: d.redisSub, publisher: d.redisPub, keys, keyPrefix: cfg.redis.keyPrefix,
       ingestZoom: cfg.grid.ingestZoom, entityTtlSeconds: cfg.liveness.entityTtlSeconds, opts: cfg.rooms,
       allowConnection: () => !atCapacity(),
     });

@@ -50,9 +50,11 @@ export interface RoomsOptions {
 export interface RoomsDeps {
   log: Logger;
   verifier: TokenVerifier;
-  /** Data + adapter publisher client, and the adapter's subscriber client (borrowed; the caller closes them). */
+  /** Data client (snapshots, registry; the adapter's publisher unless `publisher`), and the adapter's subscriber client (borrowed; the caller closes them). */
   pub: Redis;
   sub: Redis;
+  /** The adapter's publisher, when not `pub`: a connection of its own, so room frames do not wait behind `pub`'s pipelined ingest scripts. */
+  publisher?: Redis;
   keys: Keys;
   keyPrefix: string;
   ingestZoom: number;
@@ -115,7 +117,7 @@ export function createRooms(d: RoomsDeps): Rooms {
     transports: ['websocket', 'polling'],
     allowRequest: (_req, cb) => cb(null, d.allowConnection?.() ?? true),
     // Redis 7 sharded Pub/Sub, one channel per room: a gateway only receives rooms it has members in.
-    adapter: createShardedAdapter(d.pub, d.sub, { channelPrefix: `${d.keyPrefix}io`, subscriptionMode: 'dynamic' }),
+    adapter: createShardedAdapter(d.publisher ?? d.pub, d.sub, { channelPrefix: `${d.keyPrefix}io`, subscriptionMode: 'dynamic' }),
     // uWS drops frames silently beyond maxBackpressure: keep it above our own slow-client limit.
     ...({ maxBackpressure: o.slowClientBufferBytes * 4 } as object),
   });

@@ -135,6 +135,13 @@ export interface RateOptions {
   fleet?: number;
   /** Called for every ping built (vehicle index, ping), e.g. to follow tracer entities. */
   onPing?: (i: number, p: Ping) => void;
+  /**
+   * Send this long first without counting it (then `seconds` more are measured), and call
+   * `onMeasureStart` when the measured part begins: the traffic goes on unbroken, so the
+   * measured window opens on a system in its steady state, not on a restart after a pause.
+   */
+  warmupSeconds?: number;
+  onMeasureStart?: () => void;
 }
 
 /**
@@ -152,7 +159,11 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   // Time between two pings of one vehicle.
   const dtMs = Math.max(1, Math.round(1000 / Math.max(fleet > 1 ? perSocketHz : perSocketHz * o.batch, 0.001)));
   const t0 = performance.now();
-  const end = t0 + o.seconds * 1000;
+  const warmupMs = Math.max(0, (o.warmupSeconds ?? 0) * 1000);
+  const end = t0 + warmupMs + o.seconds * 1000;
+  /** Frames sent before this time are warm-up: counted only until then (the progress lines), then dropped. */
+  let markAt = warmupMs > 0 ? Infinity : t0;
+  let label = warmupMs > 0 ? `${o.label} warm-up` : o.label;
   let rr = 0;
   let due = 0;
   let lastProgress = t0;
@@ -164,6 +175,16 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
     const tick = (): void => {
       const now = performance.now();
       if (now >= end || (o.stopAfterPings !== undefined && s.pingsSent >= o.stopAfterPings)) { clearInterval(timer); resolve(); return; }
+      if (markAt === Infinity && now - t0 >= warmupMs) {
+        markAt = now;
+        label = o.label;
+        Object.assign(s, { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, errorCodes: {} });
+        s.ack.reset();
+        win.reset();
+        lastProgress = now;
+        lastAcked = 0;
+        o.onMeasureStart?.();
+      }
       const target = Math.floor(((now - t0) / 1000) * framesPerSec);
       let budget = Math.min(target - due, 5000);
       due += Math.max(0, target - due);
@@ -195,6 +216,7 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         s.framesSent++;
         s.pingsSent += o.batch;
         const p = c.send(frame).then((r) => {
+          if (sentAt < markAt && markAt !== Infinity) return; // a warm-up frame answered after the measured part began
           const ms = performance.now() - sentAt;
           s.ack.record(ms);
           win.record(ms);
@@ -202,6 +224,7 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
           s.pingsAccepted += r.count;
           for (const e of r.errors) { s.pingErrors++; s.errorCodes[e.code] = (s.errorCodes[e.code] ?? 0) + 1; }
         }, (err: unknown) => {
+          if (sentAt < markAt && markAt !== Infinity) return; // a warm-up frame answered after the measured part began
           s.frameFailures++;
           const closeCode = (err as { close?: { code?: number } }).close?.code;
           const code = closeCode !== undefined ? `socket closed ${closeCode}` : (err as Error).constructor?.name ?? 'Error';
@@ -216,14 +239,14 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         const sm = s.ack.summary();
         const w = win.summary();
         win.reset();
-        progress(`  ${o.label}: t=${((now - t0) / 1000).toFixed(0)}s accepted ${Math.round((acked - lastAcked) / sec)}/s ack p50 ${sm.p50} p99 ${sm.p99} ms (last ${sec.toFixed(0)}s: p99 ${w.p99} max ${w.max}) in flight ${inflight.size} skipped ${s.skipped} errors ${s.pingErrors + s.frameFailures}`);
+        progress(`  ${label}: t=${((now - (markAt === Infinity ? t0 : markAt)) / 1000).toFixed(0)}s accepted ${Math.round((acked - lastAcked) / sec)}/s ack p50 ${sm.p50} p99 ${sm.p99} ms (last ${sec.toFixed(0)}s: p99 ${w.p99} max ${w.max}) in flight ${inflight.size} skipped ${s.skipped} errors ${s.pingErrors + s.frameFailures}`);
         lastProgress = now;
         lastAcked = acked;
       }
     };
     const timer = setInterval(tick, 5);
   });
-  s.seconds = (performance.now() - t0) / 1000;
+  s.seconds = (performance.now() - (markAt === Infinity ? t0 : markAt)) / 1000;
   // Let the last acks arrive (bounded).
   await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, 5000))]);
   return s;

@@ -22,6 +22,10 @@ import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
+
+/** What the fan-out scenario reads before and after its measured part (lib/proc-stat, /metrics, INFO). */
+interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: number[]; r: number; w: Awaited<ReturnType<typeof writeStats>> }
+
 export const FANOUT_ZOOM = 14;
 
 /** Unmeasured seconds at the full rate before the measured window: 1 s for short runs, up to 5 s. */
@@ -83,18 +87,31 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const send = { rate, batch: fleet, fleet };
       // Warm-up, not measured: rooms go hot, JIT, the first backlog drains (a 1 s warm-up left
       // its backlog in the first measured seconds of the full size: ack p99 340-550 ms there).
+      // The pings flow on unbroken into the measured part, and the counters (the gateways'
+      // /metrics, Redis INFO) are read 1.5 s before it: a pause between the two and those reads
+      // at its start made the first measured second the worst of most runs (docs/benchmarks.md,
+      // seventh session). CPU figures are rates over their own window.
       const warmup = fanoutWarmupSeconds(o.duration);
-      await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: warmup, label: 'fanout warm-up' });
+      const takeCounters = async (): Promise<Counters> => {
+        const at = performance.now();
+        const mc = machineCpu();
+        const h = viewers.forkedCpuSeconds();
+        const k = viewers.sinksCpuSeconds();
+        const [c, r, w] = await Promise.all([Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds)), redisCpu(), writeStats(ingestGws)]);
+        return { at, mc, h, k, c, r, w };
+      };
+      let before: Promise<Counters> | undefined;
+      let measuring: Promise<unknown> | undefined;
+      const early = setTimeout(() => { before = takeCounters(); }, Math.max(0, warmup - 1.5) * 1000);
+      const s = await sendAtRate(opened.clients, opened.vehicles, {
+        ...send, seconds: o.duration, label: 'fanout', warmupSeconds: warmup, onMeasureStart: () => { measuring = viewers.measure(true); },
+      });
+      clearTimeout(early);
+      if (!before || !measuring) throw new Error('fanout: the measured part never started');
+      const { at: t0, mc: mc0, h: h0, k: k0, c: c0, r: r0, w: w0 } = await before;
+      await measuring;
       await sleep(300);
-      const c0 = await Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds));
-      const h0 = viewers.forkedCpuSeconds();
-      const k0 = viewers.sinksCpuSeconds();
-      const r0 = await redisCpu();
-      const w0 = await writeStats(ingestGws);
-      await viewers.measure(true);
-      const mc0 = machineCpu();
-      const s = await sendAtRate(opened.clients, opened.vehicles, { ...send, seconds: o.duration, label: 'fanout' });
-      await sleep(300);
+      const t1 = performance.now();
       const mc1 = machineCpu();
       const m = await viewers.measure(false);
       const w1 = await writeStats(ingestGws);
@@ -102,7 +119,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const h1 = viewers.forkedCpuSeconds();
       const k1 = viewers.sinksCpuSeconds();
       const r1 = await redisCpu();
+      /** The latency window (measured sends + 300 ms), and the counters' window (1.5 s longer). */
       const secs = s.seconds + 0.3;
+      const cpuSecs = (t1 - t0) / 1000;
       const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
       const st = starved(m.perViewer);
       const lat = viewerDelay(m).summary();
@@ -119,9 +138,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         throughput: { value: Math.round(updates / secs), unit: `entity updates/s delivered${m.sinks ? ' (sinks\' estimated)' : ''}` },
         ratios: ctx.ceilings.uwsEchoMsgsPerSec ? { 'uWS echo (frames)': round((m.frames + m.sinkFrames) / secs / ctx.ceilings.uwsEchoMsgsPerSec, 4) } : {},
         cpu: {
-          'gateways µs/update': round((gwCpu * 1e6) / Math.max(1, updates), 2),
-          'gateways cores': round(gwCpu / secs, 2),
-          ...(Number.isFinite(r1 - r0) ? { 'redis cores': round((r1 - r0) / secs, 2) } : {}),
+          'gateways µs/update': round(((gwCpu / cpuSecs) * 1e6) / Math.max(1, updates / secs), 2),
+          'gateways cores': round(gwCpu / cpuSecs, 2),
+          ...(Number.isFinite(r1 - r0) ? { 'redis cores': round((r1 - r0) / cpuSecs, 2) } : {}),
         },
         memory: Object.fromEntries(c1.map((x, i) => [`gateway-${i} RSS MB`, round(x.rssBytes / MB, 1)])),
         targets: {
@@ -133,7 +152,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `delivery p50/p99 by subscriber gateway: ${m.delayByGateway.map((h, i) => { const x = h.summary(); return `gateway-${i}${i >= nd ? ' (via Redis)' : nd > 1 ? ' (some drivers here)' : ' (drivers here)'} ${x.p50}/${x.p99} ms`; }).join(', ')}`,
           `frames ${m.frames + m.sinkFrames}${m.sinks ? ` (MapClients ${m.frames}, sinks ${m.sinkFrames})` : ''}, ${round(perFrame, 1)} entities/frame; tiles with traffic ${st.activeTiles}; median frames per subscriber ${st.medianPerViewer}, min on an active tile ${st.minPerActive}`,
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
-          `subscribers in ${viewers.processes} load-generator processes${m.sinks ? ` (the MapClients in one of their own; the sinks ${native.path ? `in one native process, load-tests/sink/sink.c${o.sinkReadMs ? `, reading every ${o.sinkReadMs} ms` : ''}` : 'in forked Node processes'})` : ''}: ${round((h1 - h0) / secs, 2)} cores${m.sinks ? ` (sinks ${round((k1 - k0) / secs, 2)})` : ''}`,
+          `subscribers in ${viewers.processes} load-generator processes${m.sinks ? ` (the MapClients in one of their own; the sinks ${native.path ? `in one native process, load-tests/sink/sink.c${o.sinkReadMs ? `, reading every ${o.sinkReadMs} ms` : ''}` : 'in forked Node processes'})` : ''}: ${round((h1 - h0) / cpuSecs, 2)} cores${m.sinks ? ` (sinks ${round((k1 - k0) / cpuSecs, 2)})` : ''}`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),

@@ -22,7 +22,6 @@ import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
-
 /** What the fan-out scenario reads before and after its measured part (lib/proc-stat, /metrics, INFO). */
 interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: number[]; r: number; w: Awaited<ReturnType<typeof writeStats>> }
 

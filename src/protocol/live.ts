@@ -14,6 +14,8 @@ export interface LiveMove {
   now: LivePosition;
   /** Where it was before, when it was live already (lets rooms announce 'left' for tiles it moved out of). */
   prev?: { lat: number; lon: number };
+  /** When the accepting gateway received the ping (ms epoch): rooms measure ping → frame from it. */
+  rx?: number;
 }
 
 export interface LiveEvents {

@@ -13,6 +13,8 @@ export interface TileFrame {
   left: LeftEntity[];
   /** When the oldest change in this frame was offered (ms epoch): coalescing delay = send time - since. */
   since: number;
+  /** When this gateway received the oldest ping offered to this frame (ms epoch), when known. */
+  oldestRx?: number;
 }
 
 /** What one followed-entity room gets in one interval. */
@@ -59,7 +61,7 @@ export interface Coalescer {
   pendingRooms(): number;
 }
 
-interface TileAcc { tile: string; updates: Map<string, EntityUpdate>; left: Map<string, LeftEntity>; since: number }
+interface TileAcc { tile: string; updates: Map<string, EntityUpdate>; left: Map<string, LeftEntity>; since: number; oldestRx?: number }
 
 export function createCoalescer(o: CoalescerOptions): Coalescer {
   const tiles = new Map<string, TileAcc>();
@@ -98,6 +100,7 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
               const cur = a.updates.get(n.id);
               if (!cur || cur.ts <= u.ts) a.updates.set(n.id, u);
               a.left.delete(n.id);
+              if (m.rx !== undefined && (a.oldestRx === undefined || m.rx < a.oldestRx)) a.oldestRx = m.rx;
             }
             if (pt === undefined) continue;
             const prev = tileKey(ancestor(pt, z));
@@ -140,7 +143,9 @@ export function createCoalescer(o: CoalescerOptions): Coalescer {
         tiles.delete(room);
         if (a.updates.size === 0 && a.left.size === 0) continue;
         if (minGapMs > 0) lastSent.set(room, now);
-        out.push({ room, tile: a.tile, updates: [...a.updates.values()], left: [...a.left.values()], since: a.since });
+        const f: TileFrame = { room, tile: a.tile, updates: [...a.updates.values()], left: [...a.left.values()], since: a.since };
+        if (a.oldestRx !== undefined) f.oldestRx = a.oldestRx;
+        out.push(f);
       }
       const ents: EntityFrame[] = [];
       for (const [room, f] of entities) {

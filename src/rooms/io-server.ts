@@ -355,6 +355,7 @@ export function createRooms(d: RoomsDeps): Rooms {
     const { tiles, entities } = coalescer.take(now, o.coalesceMs);
     for (const f of tiles) {
       roomsMetrics.coalesceDelay.observe((now - f.since) / 1000);
+      if (f.oldestRx !== undefined) roomsMetrics.pingToFrame.observe((now - f.oldestRx) / 1000);
       if (f.updates.length > 0) io.to(f.room).emit('update', f.tile, packr.pack(f.updates.map(packEntity)));
       if (f.left.length > 0) io.to(f.room).emit('left', f.tile, packr.pack(f.left));
       roomsMetrics.frames.inc(f.updates.length > 0 && f.left.length > 0 ? 2 : 1);

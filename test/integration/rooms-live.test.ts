@@ -119,6 +119,10 @@ test('a ping on gateway A reaches subscribers on A and B; a subscriber elsewhere
   assert.equal(got.status, 'available');
   assert.ok(Math.abs(got.lat - lat) < 1e-9 && Math.abs(got.lon - lon) < 1e-9);
   assert.equal(mB.tileState(tile).get('car-x1')?.ts, ts);
+  // The accepting gateway measured the server-side part: ping received → frame broadcast.
+  const metrics = await (await fetch(`${A.url}/metrics`)).text();
+  const sent = Number(/^geoflux_room_ping_to_frame_seconds_count (\d+)/m.exec(metrics)?.[1] ?? 0);
+  assert.ok(sent >= 1, `ping → frame observed on A (${sent})`);
 
   // Move ~5 km east: another ingest cell, so the z15 tile is left.
   const lon2 = lon + 0.06;

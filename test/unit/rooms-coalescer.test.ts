@@ -87,6 +87,18 @@ test('a room gets at most one frame per interval; a quiet room is sent at once',
   assert.equal(c.take(1051, 25).tiles.length, 1);
 });
 
+test('a frame carries when the gateway received its oldest ping (ping → frame metric)', () => {
+  const tile = cellOf(P.lon, P.lat, 15);
+  const room = roomName('acme', tile);
+  const c = createCoalescer({ minZoom: 15, maxZoom: 15, isActive: (r) => r === room });
+  c.moved([{ now: pos('a', P, 2), rx: 5000 }, { now: pos('b', P, 1), rx: 4990 }]);
+  c.moved([{ now: pos('a', P, 3), rx: 5010 }]);
+  const [f] = c.take(6000, 25).tiles;
+  assert.equal(f!.oldestRx, 4990);
+  c.moved([{ now: pos('a', P, 4) }]);
+  assert.equal(c.take(7000, 25).tiles[0]!.oldestRx, undefined, 'unknown when no move says');
+});
+
 test('interest: a tenant nobody watches gets nothing; watched zooms give the same frames as checking every zoom', () => {
   const t13 = cellOf(P.lon, P.lat, 13), q15 = cellOf(Q.lon, Q.lat, 15), p15 = cellOf(P.lon, P.lat, 15);
   const active = new Set([roomName('acme', t13), roomName('acme', p15), roomName('acme', q15), entityRoom('acme', 'a')]);

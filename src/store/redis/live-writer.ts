@@ -145,7 +145,7 @@ export function createLiveWriter(redis: Redis, keys: Keys, opts: LiveWriterOptio
         if (last) {
           // One move per entity and batch: its latest state, from where it was before the batch.
           const pos = livePosition(last);
-          moves.push(prevLat !== '' ? { now: pos, prev: { lat: Number(prevLat), lon: Number(prevLon) } } : { now: pos });
+          moves.push(prevLat !== '' ? { now: pos, prev: { lat: Number(prevLat), lon: Number(prevLon) }, rx: last.rx } : { now: pos, rx: last.rx });
           if (perTag) {
             opsOf(last.tenant, last.cell).live.push(last);
             if (prevCell !== '' && prevCell !== last.cell) opsOf(last.tenant, prevCell).left.push(last.id);

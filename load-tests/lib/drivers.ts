@@ -164,6 +164,8 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   /** Frames sent before this time are warm-up: counted only until then (the progress lines), then dropped. */
   let markAt = warmupMs > 0 ? Infinity : t0;
   let label = warmupMs > 0 ? `${o.label} warm-up` : o.label;
+  /** A warm-up frame answered after the measured part began: not counted. */
+  const answeredLate = (sentAt: number): boolean => markAt !== Infinity && sentAt < markAt;
   let rr = 0;
   let due = 0;
   let lastProgress = t0;
@@ -216,7 +218,7 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
         s.framesSent++;
         s.pingsSent += o.batch;
         const p = c.send(frame).then((r) => {
-          if (sentAt < markAt && markAt !== Infinity) return; // a warm-up frame answered after the measured part began
+          if (answeredLate(sentAt)) return;
           const ms = performance.now() - sentAt;
           s.ack.record(ms);
           win.record(ms);
@@ -224,7 +226,7 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
           s.pingsAccepted += r.count;
           for (const e of r.errors) { s.pingErrors++; s.errorCodes[e.code] = (s.errorCodes[e.code] ?? 0) + 1; }
         }, (err: unknown) => {
-          if (sentAt < markAt && markAt !== Infinity) return; // a warm-up frame answered after the measured part began
+          if (answeredLate(sentAt)) return;
           s.frameFailures++;
           const closeCode = (err as { close?: { code?: number } }).close?.code;
           const code = closeCode !== undefined ? `socket closed ${closeCode}` : (err as Error).constructor?.name ?? 'Error';

@@ -65,7 +65,8 @@ export async function writeStats(gws: readonly { url: string }[]): Promise<Write
 export function writeStatsNote(a: WriteStats, b: WriteStats): string {
   const writes = Math.max(1, b.writes - a.writes);
   const ms = (q: number): number => round(bucketQuantile(a.pingToFrame, b.pingToFrame, q) * 1000, 1);
-  const frames = Number.isFinite(ms(0.5)) ? `; oldest ping of a frame received → frame broadcast p50/p99 ≈ ${ms(0.5)}/${ms(0.99)} ms (/metrics buckets)` : '';
+  const p50 = ms(0.5);
+  const frames = Number.isFinite(p50) ? `; oldest ping of a frame received → frame broadcast p50/p99 ≈ ${p50}/${ms(0.99)} ms (/metrics buckets)` : '';
   return `Redis writes: ${round((b.pings - a.pings) / writes, 1)} pings per write, mean write ${round(((b.seconds - a.seconds) / writes) * 1000, 2)} ms (request to reply); event-loop delay p99 ${round(b.loopP99 * 1000, 1)} ms${frames}`;
 }
 

@@ -23,7 +23,7 @@ import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
 /** What the fan-out scenario reads before and after its measured part (lib/proc-stat, /metrics, INFO). */
-interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: number[]; r: number; w: Awaited<ReturnType<typeof writeStats>> }
+interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: Awaited<ReturnType<Gateway['stats']>>[]; r: number; w: Awaited<ReturnType<typeof writeStats>> }
 
 export const FANOUT_ZOOM = 14;
 
@@ -96,7 +96,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         const mc = machineCpu();
         const h = viewers.forkedCpuSeconds();
         const k = viewers.sinksCpuSeconds();
-        const [c, r, w] = await Promise.all([Promise.all(gws.map(async (g) => (await g.stats()).cpuSeconds)), redisCpu(), writeStats(ingestGws)]);
+        const [c, r, w] = await Promise.all([Promise.all(gws.map((g) => g.stats())), redisCpu(), writeStats(ingestGws)]);
         return { at, mc, h, k, c, r, w };
       };
       let before: Promise<Counters> | undefined;
@@ -110,18 +110,12 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       const { at: t0, mc: mc0, h: h0, k: k0, c: c0, r: r0, w: w0 } = await before;
       await measuring;
       await sleep(300);
-      const t1 = performance.now();
-      const mc1 = machineCpu();
+      const { at: t1, mc: mc1, h: h1, k: k1, c: c1, r: r1, w: w1 } = await takeCounters();
       const m = await viewers.measure(false);
-      const w1 = await writeStats(ingestGws);
-      const c1 = await Promise.all(gws.map((g) => g.stats()));
-      const h1 = viewers.forkedCpuSeconds();
-      const k1 = viewers.sinksCpuSeconds();
-      const r1 = await redisCpu();
       /** The latency window (measured sends + 300 ms), and the counters' window (1.5 s longer). */
       const secs = s.seconds + 0.3;
       const cpuSecs = (t1 - t0) / 1000;
-      const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!, 0);
+      const gwCpu = c1.reduce((a, x, i) => a + x.cpuSeconds - c0[i]!.cpuSeconds, 0);
       const st = starved(m.perViewer);
       const lat = viewerDelay(m).summary();
       // Sinks do not decode: their entity updates are estimated from the MapClients' entities per frame.

@@ -58,6 +58,8 @@ export interface BenchOptions {
   targetGateways: string[] | undefined;
   /** Their Redis, for its CPU figure (--target-redis); optional. */
   targetRedis: string | undefined;
+  /** fanout: gateways, Redis and the measuring MapClients at real-time priority (lib/realtime.ts). */
+  realtime: boolean;
   smoke: boolean;
 }
 
@@ -100,6 +102,10 @@ export const HELP = `npm run bench -- [options]
                             accept the bench tokens: JWT_SECRET=${BENCH_JWT_SECRET} JWT_ISSUER=${BENCH_ISSUER}.
                             Their Redis is not flushed; no ceilings; gateway CPU and RSS from /metrics
   --target-redis <url>      with --target: the gateways' Redis, for its CPU figure (INFO cpu)
+  --realtime                fanout only: the gateways, Redis and the measuring MapClients' process
+                            run at real-time priority (SCHED_RR 1, chrt; needs root or
+                            CAP_SYS_NICE), so the ping sender and the sinks only get the CPU they
+                            leave, as load generators on other machines would (lib/realtime.ts)
   --out <file>              JSON result path
   --full                    the target sizes of docs/benchmarks.md instead of the smoke
 `;
@@ -112,7 +118,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     gateways: { type: 'string' }, 'viewer-procs': { type: 'string' }, sample: { type: 'string' }, sinks: { type: 'string' }, 'sink-read-ms': { type: 'string' }, 'driver-gateways': { type: 'string' }, 'ingest-gateways': { type: 'string' }, 'driver-procs': { type: 'string' }, idle: { type: 'string' }, 'scale-drivers': { type: 'string' },
     'scale-maps': { type: 'string' }, 'copy-rows': { type: 'string' }, 'redis-bench-n': { type: 'string' },
     'persist-mode': { type: 'string' }, workers: { type: 'string' }, 'no-ceilings': { type: 'boolean' }, out: { type: 'string' },
-    full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' },
+    full: { type: 'boolean' }, target: { type: 'string' }, 'target-redis': { type: 'string' }, realtime: { type: 'boolean' },
   }, argv);
   const full = values.full === true;
   const num = (v: string | undefined, def: number): number => {
@@ -138,6 +144,9 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     if (scenarios.length !== 1 || scenarios[0] !== 'fanout') throw new Error('--target runs the fanout scenario only: add --scenario fanout');
   }
   if (values['target-redis'] !== undefined && !targetGateways) throw new Error('--target-redis needs --target');
+  const realtime = values.realtime === true;
+  if (realtime && (scenarios.length !== 1 || scenarios[0] !== 'fanout')) throw new Error('--realtime runs the fanout scenario only: add --scenario fanout');
+  if (realtime && targetGateways) throw new Error('--realtime raises local processes: not with --target (the gateways run elsewhere)');
   const mode = values['persist-mode'] ?? 'both';
   const sinks = values.sinks ?? 'native';
   if (sinks !== 'native' && sinks !== 'node') throw new Error('--sinks: native | node');
@@ -169,6 +178,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     out: values.out,
     targetGateways,
     targetRedis: values['target-redis'],
+    realtime,
     smoke: !full,
   };
 }

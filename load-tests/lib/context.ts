@@ -32,6 +32,11 @@ export async function redisCpuSeconds(url: string): Promise<number> {
   });
 }
 
+/** The Redis server's process id (INFO server), for a local one. */
+export async function redisPid(url: string): Promise<number> {
+  return withRedis(url, async (r) => Number(/^process_id:(\d+)/m.exec(await r.info('server'))?.[1]));
+}
+
 /** Drops the keys of earlier scenarios (the bench Redis is private to the harness). */
 export async function cleanRedis(url: string): Promise<void> {
   await withRedis(url, async (r) => { await r.flushall(); });

@@ -55,3 +55,19 @@ export function machineBusyNotes(a: MachineCpu | undefined, b: MachineCpu | unde
   const stolen = steal >= 0.001 ? `, of which ${Math.round(steal * 1000) / 10} % stolen by the hypervisor` : '';
   return [`machine: ${Math.round(busy * 1000) / 10} % busy over its ${cpus().length} cores in the measured window (everything: system under test and load generators${stolen})`];
 }
+
+/**
+ * Seconds the process's main thread has so far spent runnable but waiting for a CPU (the run
+ * queue: /proc/PID/schedstat, second field, ns), or undefined (no schedstats, or it exited).
+ * On a shared machine it says how much of a latency tail is a queue for the cores.
+ */
+export function runQueueWaitSeconds(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const f = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/);
+    const ns = Number(f[1]);
+    return Number.isFinite(ns) ? ns / 1e9 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -34,6 +34,8 @@ export interface ViewerLoad extends OpenedTotals {
   sinksCpuSeconds(): number;
   /** Forked processes holding the viewers. */
   processes: number;
+  /** Process ids of the forked processes that hold MapClients (the ones that measure). */
+  measuringPids: number[];
   close(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function openViewerLoad(urls: string[], tiles: readonly string[], p
     forkedCpuSeconds: () => gensCpuSeconds(gens),
     sinksCpuSeconds: () => gensCpuSeconds(gens.filter((_, k) => holdsSinks[k])),
     processes: gens.length,
+    measuringPids: gens.filter((g, k) => !holdsSinks[k] && g.proc.pid !== undefined).map((g) => g.proc.pid!),
     async close() {
       await Promise.all(gens.map((g) => g.ask({ cmd: 'close' }, 120_000).catch(() => undefined)));
       await stopGens(gens);

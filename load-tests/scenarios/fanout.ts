@@ -10,20 +10,21 @@
  * nothing is started or flushed here, and the gateways' CPU and RSS come from their /metrics.
  */
 import type { ScenarioContext } from '../lib/context.js';
-import { cleanRedis, redisCpuSeconds, scenarioPrefix, sleep } from '../lib/context.js';
+import { cleanRedis, redisCpuSeconds, redisPid, scenarioPrefix, sleep } from '../lib/context.js';
 import { closeDrivers, openDrivers, sendAtRate } from '../lib/drivers.js';
 import { p99Under, round } from '../lib/hist.js';
 import { starved, viewerDelay } from '../lib/maps.js';
 import { openViewerLoad } from '../lib/viewer-load.js';
 import { nativeSinkBinary } from '../lib/native-sinks.js';
-import { MB, machineBusyNotes, machineCpu, procSample } from '../lib/proc-stat.js';
+import { MB, machineBusyNotes, machineCpu, procSample, runQueueWaitSeconds } from '../lib/proc-stat.js';
+import { checkRealtimeAllowed, raiseToRealtime, type RealtimeProcess } from '../lib/realtime.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
 import { tileKey, tileOf } from '../../src/geo/tiles.js';
 
 /** What the fan-out scenario reads before and after its measured part (lib/proc-stat, /metrics, INFO). */
-interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: Awaited<ReturnType<Gateway['stats']>>[]; r: number; w: Awaited<ReturnType<typeof writeStats>> }
+interface Counters { at: number; mc: ReturnType<typeof machineCpu>; h: number; k: number; c: Awaited<ReturnType<Gateway['stats']>>[]; r: number; w: Awaited<ReturnType<typeof writeStats>>; q: (number | undefined)[] }
 
 export const FANOUT_ZOOM = 14;
 
@@ -35,11 +36,13 @@ export function fanoutWarmupSeconds(durationSeconds: number): number {
 /** A gateway under test: started here, or running elsewhere (--target). */
 interface Gateway {
   url: string;
+  /** Local gateways only. */
+  pid?: number;
   stats(): Promise<{ cpuSeconds: number; rssBytes: number }>;
   stop(): Promise<unknown>;
 }
 
-const local = (g: GatewayChild): Gateway => ({ url: g.url, stats: async () => procSample(g.pid), stop: () => g.stop() });
+const local = (g: GatewayChild): Gateway => ({ url: g.url, pid: g.pid, stats: async () => procSample(g.pid), stop: () => g.stop() });
 const remote = (url: string): Gateway => ({ url, stats: () => processStats(url), stop: async () => undefined });
 
 export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -54,6 +57,8 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
   const redisUrl = target ? o.targetRedis : ctx.stack.redisUrl;
   const redisCpu = async (): Promise<number> => (redisUrl ? redisCpuSeconds(redisUrl) : NaN);
   const gws: Gateway[] = [];
+  if (o.realtime) checkRealtimeAllowed();
+  let lowerAgain = (): void => undefined;
   try {
     if (target) {
       for (const url of target) gws.push(remote(url));
@@ -83,6 +88,13 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, sampled, native.path ? { binary: native.path, readEveryMs: o.sinkReadMs } : undefined);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
+      // Local processes whose main thread's wait for a CPU is reported (and raised by --realtime).
+      const watched: RealtimeProcess[] = [
+        ...gws.flatMap((g, i) => (g.pid ? [{ label: `gateway-${i}`, pid: g.pid }] : [])),
+        ...(target ? [] : [{ label: 'redis', pid: await redisPid(ctx.stack.redisUrl) }]),
+        ...viewers.measuringPids.map((pid) => ({ label: 'MapClients', pid })),
+      ];
+      if (o.realtime) lowerAgain = raiseToRealtime(watched);
       const send = { rate, batch: fleet, fleet };
       // Warm-up, not measured: rooms go hot, JIT, the first backlog drains (a 1 s warm-up left
       // its backlog in the first measured seconds of the full size: ack p99 340-550 ms there).
@@ -96,8 +108,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         const mc = machineCpu();
         const h = viewers.forkedCpuSeconds();
         const k = viewers.sinksCpuSeconds();
+        const q = watched.map((p) => runQueueWaitSeconds(p.pid));
         const [c, r, w] = await Promise.all([Promise.all(gws.map((g) => g.stats())), redisCpu(), writeStats(ingestGws)]);
-        return { at, mc, h, k, c, r, w };
+        return { at, mc, h, k, c, r, w, q };
       };
       let before: Promise<Counters> | undefined;
       let measuring: Promise<unknown> | undefined;
@@ -107,10 +120,10 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       });
       clearTimeout(early);
       if (!before || !measuring) throw new Error('fanout: the measured part never started');
-      const { at: t0, mc: mc0, h: h0, k: k0, c: c0, r: r0, w: w0 } = await before;
+      const { at: t0, mc: mc0, h: h0, k: k0, c: c0, r: r0, w: w0, q: q0 } = await before;
       await measuring;
       await sleep(300);
-      const { at: t1, mc: mc1, h: h1, k: k1, c: c1, r: r1, w: w1 } = await takeCounters();
+      const { at: t1, mc: mc1, h: h1, k: k1, c: c1, r: r1, w: w1, q: q1 } = await takeCounters();
       const m = await viewers.measure(false);
       /** The latency window (measured sends + 300 ms), and the counters' window (1.5 s longer). */
       const secs = s.seconds + 0.3;
@@ -125,7 +138,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       await closeDrivers(opened.clients);
       return {
         scenario: 'fanout',
-        load: `${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles${m.sinks ? `; ${viewers.ok - m.sinks} MapClients measure, ${m.sinks} ${native.path ? 'native ' : ''}sinks count frames` : ''}) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
+        load: `${o.realtime ? '[--realtime] ' : ''}${s.pingsAccepted ? Math.round(s.pingsAccepted / s.seconds) : 0} pings/s (offered ${rate}) from ${opened.vehicles.length} drivers${nd > 1 ? ` on ${nd} gateways` : ''}${fleet > 1 ? ` in ${opened.clients.length} fleet feeds of ${fleet} (one frame = one current ping of each)` : ' (one socket each, one ping per frame)'}; ${viewers.ok} subscribers (z${FANOUT_ZOOM} tiles${m.sinks ? `; ${viewers.ok - m.sinks} MapClients measure, ${m.sinks} ${native.path ? 'native ' : ''}sinks count frames` : ''}) on ${gws.length} gateways${target ? ` running elsewhere (${target.join(', ')})` : ''}; ${o.duration}s after ${warmup}s warm-up`,
         latency: lat,
         latencyOf: "ping's ts → entity update at subscriber (ms, coalescing included)",
         throughput: { value: Math.round(updates / secs), unit: `entity updates/s delivered${m.sinks ? ' (sinks\' estimated)' : ''}` },
@@ -137,6 +150,9 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         },
         memory: Object.fromEntries(c1.map((x, i) => [`gateway-${i} RSS MB`, round(x.rssBytes / MB, 1)])),
         targets: {
+          // A load generator that fell behind (starved of CPU, e.g. by --realtime with one socket
+          // per driver) stamps its pings late in a tick: its latencies measure the harness.
+          'offered load sent': loadSent(s.pingsAccepted / s.seconds, rate),
           'delivery p99': p99Under(50, lat),
           'starved subscribers': { target: '0', value: st.starved, ok: st.starved === 0 },
           'ack p99': p99Under(50, s.ack.summary()),
@@ -147,6 +163,7 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
           `subscribers in ${viewers.processes} load-generator processes${m.sinks ? ` (the MapClients in one of their own; the sinks ${native.path ? `in one native process, load-tests/sink/sink.c${o.sinkReadMs ? `, reading every ${o.sinkReadMs} ms` : ''}` : 'in forked Node processes'})` : ''}: ${round((h1 - h0) / cpuSecs, 2)} cores${m.sinks ? ` (sinks ${round((k1 - k0) / cpuSecs, 2)})` : ''}`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
+          ...runQueueNotes(watched, q0, q1, cpuSecs, o.realtime),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
         ],
@@ -157,5 +174,25 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     }
   } finally {
     for (const g of gws) await g.stop();
+    lowerAgain();
   }
+}
+
+/** The target row for the offered load: at least 97 % of it accepted, or the other figures do not stand. */
+export function loadSent(acceptedPerSec: number, offeredPerSec: number): { target: string; value: string; ok: boolean } {
+  const share = offeredPerSec > 0 ? acceptedPerSec / offeredPerSec : 0;
+  return { target: '≥ 97 % accepted', value: `${Math.round(share * 1000) / 10} %`, ok: share >= 0.97 };
+}
+
+/** A result note: how long each watched process's main thread waited for a CPU, per second of the window. */
+function runQueueNotes(watched: readonly RealtimeProcess[], q0: (number | undefined)[], q1: (number | undefined)[], secs: number, realtime: boolean): string[] {
+  const parts = watched.flatMap((p, i) => {
+    const a = q0[i], b = q1[i];
+    return a === undefined || b === undefined ? [] : [`${p.label} ${Math.round(((b - a) / secs) * 1000)}`];
+  });
+  if (parts.length === 0) return [];
+  const how = realtime
+    ? 'these ran at real-time priority (--realtime): the ping sender and the sinks got the CPU they left'
+    : 'every process at normal priority, the load generators included';
+  return [`waiting for a CPU (main thread, ms per second of the window): ${parts.join(', ')}; ${how}`];
 }

@@ -18,6 +18,22 @@ test('--target: fanout only, base URLs, no ceilings; --target-redis needs it', (
   assert.equal(local.skipCeilings, false);
 });
 
+test('--realtime: fanout only, and not with --target (nothing local to raise)', () => {
+  assert.equal(parseBenchArgs(['--scenario', 'fanout']).realtime, false);
+  assert.equal(parseBenchArgs(['--scenario', 'fanout', '--realtime']).realtime, true);
+  assert.throws(() => parseBenchArgs(['--realtime']), /fanout scenario only/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout,ingest', '--realtime']), /fanout scenario only/);
+  assert.throws(() => parseBenchArgs(['--scenario', 'fanout', '--realtime', '--target', 'http://10.0.0.5:8080']), /not with --target/);
+});
+
+test('fanout: the offered load must be sent (≥ 97 % accepted) for the latency figures to stand', async () => {
+  const { loadSent } = await import('../../load-tests/scenarios/fanout.js');
+  assert.deepEqual(loadSent(10_001, 10_000), { target: '≥ 97 % accepted', value: '100 %', ok: true });
+  assert.equal(loadSent(9_700, 10_000).ok, true);
+  assert.deepEqual(loadSent(6_154, 10_000), { target: '≥ 97 % accepted', value: '61.5 %', ok: false });
+  assert.equal(loadSent(0, 0).ok, false);
+});
+
 test('--driver-gateways: fanout drivers on the first n gateways (default 1)', () => {
   assert.equal(parseBenchArgs(['--scenario', 'fanout']).driverGateways, 1);
   assert.equal(parseBenchArgs(['--scenario', 'fanout', '--driver-gateways', '2']).driverGateways, 2);

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, register, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../src/log/logger.js';
+import { registerCpuWaitMetric } from '../src/lifecycle/cpu-wait-metric.js';
 
 let lagSource: (() => Promise<number>) | undefined;
 /** What the lag gauge reads at scrape time (ms): set by the persister. */
@@ -33,7 +34,7 @@ let defaultsOn = false;
 /** Tiny optional /metrics listener (node:http); port 0 = off. */
 export async function startMetricsServer(port: number, host: string, log: Logger): Promise<Server | undefined> {
   if (port === 0) return undefined;
-  if (!defaultsOn) { collectDefaultMetrics({ prefix: 'geoflux_worker_' }); defaultsOn = true; }
+  if (!defaultsOn) { collectDefaultMetrics({ prefix: 'geoflux_worker_' }); registerCpuWaitMetric('geoflux_worker_'); defaultsOn = true; }
   const server = createServer((req, res) => {
     if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
       register.metrics().then(

@@ -1,6 +1,7 @@
 /** CPU seconds and RSS of a process from /proc (Linux). */
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { mainThreadCpuWaitSeconds } from '../../src/lifecycle/cpu-wait-metric.js';
 
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64/arm64
 const PAGE = 4096;
@@ -58,16 +59,9 @@ export function machineBusyNotes(a: MachineCpu | undefined, b: MachineCpu | unde
 
 /**
  * Seconds the process's main thread has so far spent runnable but waiting for a CPU (the run
- * queue: /proc/PID/schedstat, second field, ns), or undefined (no schedstats, or it exited).
- * On a shared machine it says how much of a latency tail is a queue for the cores.
+ * queue), or undefined (no schedstats, or it exited). On a shared machine it says how much of a
+ * latency tail is a queue for the cores.
  */
 export function runQueueWaitSeconds(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const f = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/);
-    const ns = Number(f[1]);
-    return Number.isFinite(ns) ? ns / 1e9 : undefined;
-  } catch {
-    return undefined;
-  }
+  return pid ? mainThreadCpuWaitSeconds(pid) : undefined;
 }

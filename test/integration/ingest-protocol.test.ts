@@ -231,5 +231,5 @@ test('queries: /v1/entities/:id, /v1/within (bbox, tile, geojson), /openapi.json
   assert.match(doc.openapi, /^3\./);
   for (const p of ['/v1/nearby', '/v1/within', '/v1/entities/{id}', '/v1/pings', '/v1/ingest', '/healthz', '/readyz', '/metrics', '/openapi.json', '/v1/entities/{id}/track', '/v1/cells/{z}/{x}/{y}/stats', '/v1/stats']) assert.ok(doc.paths[p], p);
   const metrics = await (await fetch(`${env.gw.url}/metrics`)).text();
-  for (const m of ['geoflux_pings_accepted_total', 'geoflux_pings_rejected_total{code="IMPLAUSIBLE_JUMP"}', 'geoflux_ingest_frames_total', 'geoflux_ingest_batch_pings', 'geoflux_redis_write_seconds', 'geoflux_ingest_connections']) assert.ok(metrics.includes(m), m);
+  for (const m of ['geoflux_pings_accepted_total', 'geoflux_pings_rejected_total{code="IMPLAUSIBLE_JUMP"}', 'geoflux_ingest_frames_total', 'geoflux_ingest_batch_pings', 'geoflux_redis_write_seconds', 'geoflux_ingest_connections', 'geoflux_process_cpu_wait_seconds_total']) assert.ok(metrics.includes(m), m);
 });

@@ -110,6 +110,7 @@ test('the lag gauge reads the age of the oldest unpersisted ping between flushes
     await new Promise((r) => setTimeout(r, 3500));
     const age = (Date.now() - sentAt) / 1000;
     const lag = await lagSeconds();
+    assert.match(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(), /^geoflux_worker_process_cpu_wait_seconds_total \d/m);
     assert.equal(await persistedPings(client), 0, 'not flushed yet');
     assert.ok(lag >= age - 1.2 && lag <= age + 0.2, `lag gauge ${lag} s while the oldest unpersisted ping is ${age.toFixed(2)} s old`);
     await new Promise((r) => setTimeout(r, 1500));

@@ -71,7 +71,8 @@ export function writeStatsNote(a: WriteStats, b: WriteStats): string {
 }
 
 /** A gateway's own process figures from its /metrics (prom-client default metrics). */
-export async function processStats(url: string): Promise<{ cpuSeconds: number; rssBytes: number }> {
+export async function processStats(url: string): Promise<{ cpuSeconds: number; rssBytes: number; cpuWaitSeconds?: number }> {
   const v = await scrape(url);
-  return { cpuSeconds: v('geoflux_process_cpu_seconds_total'), rssBytes: v('geoflux_process_resident_memory_bytes') };
+  const wait = v('geoflux_process_cpu_wait_seconds_total');
+  return { cpuSeconds: v('geoflux_process_cpu_seconds_total'), rssBytes: v('geoflux_process_resident_memory_bytes'), ...(Number.isNaN(wait) ? {} : { cpuWaitSeconds: wait }) };
 }

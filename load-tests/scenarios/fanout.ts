@@ -38,11 +38,12 @@ interface Gateway {
   url: string;
   /** Local gateways only. */
   pid?: number;
-  stats(): Promise<{ cpuSeconds: number; rssBytes: number }>;
+  /** CPU, RSS and (where known) the main thread's time waiting for a core, all cumulative. */
+  stats(): Promise<{ cpuSeconds: number; rssBytes: number; cpuWaitSeconds?: number }>;
   stop(): Promise<unknown>;
 }
 
-const local = (g: GatewayChild): Gateway => ({ url: g.url, pid: g.pid, stats: async () => procSample(g.pid), stop: () => g.stop() });
+const local = (g: GatewayChild): Gateway => ({ url: g.url, pid: g.pid, stats: async () => ({ ...procSample(g.pid), cpuWaitSeconds: runQueueWaitSeconds(g.pid) }), stop: () => g.stop() });
 const remote = (url: string): Gateway => ({ url, stats: () => processStats(url), stop: async () => undefined });
 
 export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
@@ -88,13 +89,13 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
     const viewers = await openViewerLoad(gws.map((g) => g.url), tiles, o.viewerProcs, sampled, native.path ? { binary: native.path, readEveryMs: o.sinkReadMs } : undefined);
     try {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
-      // Local processes whose main thread's wait for a CPU is reported (and raised by --realtime).
+      // Local processes besides the gateways whose main thread's wait for a CPU is reported;
+      // --realtime raises them and the local gateways.
       const watched: RealtimeProcess[] = [
-        ...gws.flatMap((g, i) => (g.pid ? [{ label: `gateway-${i}`, pid: g.pid }] : [])),
         ...(target ? [] : [{ label: 'redis', pid: await redisPid(ctx.stack.redisUrl) }]),
         ...viewers.measuringPids.map((pid) => ({ label: 'MapClients', pid })),
       ];
-      if (o.realtime) lowerAgain = raiseToRealtime(watched);
+      if (o.realtime) lowerAgain = raiseToRealtime([...gws.flatMap((g, i) => (g.pid ? [{ label: `gateway-${i}`, pid: g.pid }] : [])), ...watched]);
       const send = { rate, batch: fleet, fleet };
       // Warm-up, not measured: rooms go hot, JIT, the first backlog drains (a 1 s warm-up left
       // its backlog in the first measured seconds of the full size: ack p99 340-550 ms there).
@@ -163,7 +164,10 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
           `ack p50/p99 ${s.ack.summary().p50}/${s.ack.summary().p99} ms; ${nd > 1 ? driversOn : 'gateway-0'} ${writeStatsNote(w0, w1)}`,
           `subscribers in ${viewers.processes} load-generator processes${m.sinks ? ` (the MapClients in one of their own; the sinks ${native.path ? `in one native process, load-tests/sink/sink.c${o.sinkReadMs ? `, reading every ${o.sinkReadMs} ms` : ''}` : 'in forked Node processes'})` : ''}: ${round((h1 - h0) / cpuSecs, 2)} cores${m.sinks ? ` (sinks ${round((k1 - k0) / cpuSecs, 2)})` : ''}`,
           ...(target ? [] : machineBusyNotes(mc0, mc1)),
-          ...runQueueNotes(watched, q0, q1, cpuSecs, o.realtime),
+          ...cpuWaitNotes([
+            ...gws.map((_, i) => ({ label: `gateway-${i}`, before: c0[i]!.cpuWaitSeconds, after: c1[i]!.cpuWaitSeconds })),
+            ...watched.map((p, i) => ({ label: p.label, before: q0[i], after: q1[i] })),
+          ], cpuSecs, o.realtime ? 'realtime' : target ? 'target' : 'normal'),
           ...(viewers.failed ? [`${viewers.failed} subscribers failed: ${viewers.firstError}`] : []),
           ...(opened.failed ? [`${opened.failed} drivers failed: ${opened.firstError}`] : []),
         ],
@@ -184,15 +188,14 @@ export function loadSent(acceptedPerSec: number, offeredPerSec: number): { targe
   return { target: '≥ 97 % accepted', value: `${Math.round(share * 1000) / 10} %`, ok: share >= 0.97 };
 }
 
-/** A result note: how long each watched process's main thread waited for a CPU, per second of the window. */
-function runQueueNotes(watched: readonly RealtimeProcess[], q0: (number | undefined)[], q1: (number | undefined)[], secs: number, realtime: boolean): string[] {
-  const parts = watched.flatMap((p, i) => {
-    const a = q0[i], b = q1[i];
-    return a === undefined || b === undefined ? [] : [`${p.label} ${Math.round(((b - a) / secs) * 1000)}`];
-  });
+/** A result note: how long each process's main thread waited for a CPU, per second of the window. */
+function cpuWaitNotes(waits: readonly { label: string; before?: number; after?: number }[], secs: number, mode: 'normal' | 'realtime' | 'target'): string[] {
+  const parts = waits.flatMap((x) => (x.before === undefined || x.after === undefined || !Number.isFinite(x.after - x.before) ? [] : [`${x.label} ${Math.round(((x.after - x.before) / secs) * 1000)}`]));
   if (parts.length === 0) return [];
-  const how = realtime
-    ? 'these ran at real-time priority (--realtime): the ping sender and the sinks got the CPU they left'
-    : 'every process at normal priority, the load generators included';
+  const how = {
+    realtime: 'these ran at real-time priority (--realtime): the ping sender and the sinks got the CPU they left',
+    target: "the gateways' from their /metrics (geoflux_process_cpu_wait_seconds_total, on their machine)",
+    normal: 'every process at normal priority, the load generators included',
+  }[mode];
   return [`waiting for a CPU (main thread, ms per second of the window): ${parts.join(', ')}; ${how}`];
 }

@@ -3,11 +3,14 @@
  * `welcome` frame after the upgrade, then one MessagePack `ack` per frame. No validation, no
  * Redis: what a client costs per frame on this machine, without the gateway's own work
  * (load-tests/client-cost.ts). Prints {"msg":"ack listening","port":N} once listening.
+ * ACK_STALL_MS=n: the first frame blocks the event loop n ms (a start-up stall: the frames behind
+ * it queue and are answered in a burst), for the warm-up test (test/integration/bench-warmup.test.ts).
  */
 import { Packr } from 'msgpackr';
 import { loadUws } from '../../src/gateway/uws.js';
 
 const packr = new Packr({ useRecords: false });
+let stallMs = Number(process.env.ACK_STALL_MS ?? 0);
 const { uws } = loadUws();
 const app = uws.App();
 app.ws<{ frames: number }>('/*', {
@@ -21,9 +24,12 @@ app.ws<{ frames: number }>('/*', {
     setImmediate(() => ws.send(packr.pack({ type: 'welcome', tenant: 'bench', sub: 'x', maxBatch: 500, maxPayloadBytes: 65536 }), true));
   },
   message: (ws, msg) => {
+    if (stallMs > 0) { const until = Date.now() + stallMs; stallMs = 0; while (Date.now() < until) { /* stalled */ } }
     const d = ws.getUserData();
-    const ping = packr.unpack(Buffer.from(msg)) as { seq?: number };
-    ws.send(packr.pack({ type: 'ack', seq: ping.seq ?? null, count: 1, frame: ++d.frames }), true);
+    const ping = packr.unpack(Buffer.from(msg)) as { seq?: number } | unknown[];
+    // As the gateway: count = the frame's pings (an array is a batch or a fleet feed's frame).
+    const count = Array.isArray(ping) ? ping.length : 1;
+    ws.send(packr.pack({ type: 'ack', seq: Array.isArray(ping) ? null : ping.seq ?? null, count, frame: ++d.frames }), true);
   },
 });
 app.listen('127.0.0.1', 0, (ls) => {

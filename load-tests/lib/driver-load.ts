@@ -5,9 +5,8 @@
  * gateway, not the load generator). Ack latencies come back HdrHistogram-encoded and merge.
  */
 import type { DriverClient } from '../../src/clients/driver-client.js';
-import { closeDrivers, openDrivers, sendAtRate, type SendStats, type Vehicle } from './drivers.js';
+import { closeDrivers, emptySendStats, openDrivers, sendAtRate, type SendStats, type Vehicle } from './drivers.js';
 import { forkGen, gensCpuSeconds, openedTotals, stopGens, type Gen } from './gen-proc.js';
-import { Latency } from './hist.js';
 
 export interface DriverLoad {
   connected: number;
@@ -53,7 +52,7 @@ export async function openDriverLoad(urls: string[], drivers: number, procs: num
       const results = await Promise.all(gens.map((g, k) => g.ask({
         cmd: 'activity', rate: (rate * opened[k]!.ok) / Math.max(1, total.ok), batch, seconds, label: `${label} [${k + 1}/${n}]`,
       }, (seconds + 60) * 1000)));
-      const s: SendStats = { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, seconds: 0, ack: new Latency(), errorCodes: {} };
+      const s = emptySendStats();
       for (const r of results) {
         if (r.type !== 'activity') continue;
         s.ack.addEncoded(r.ack);

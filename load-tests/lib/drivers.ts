@@ -113,8 +113,17 @@ export interface SendStats {
   /** Frames not sent because the socket already had `maxInFlight` unacknowledged frames. */
   skipped: number;
   seconds: number;
+  /** Seconds of warm-up actually sent (warmupSeconds, or longer until the acks kept pace). */
+  warmupSeconds: number;
+  /** The warm-up hit warmupMaxExtraSeconds before the acks came at the offered rate. */
+  warmupCapped: boolean;
   ack: Latency;
   errorCodes: Record<string, number>;
+}
+
+/** Nothing sent yet. */
+export function emptySendStats(): SendStats {
+  return { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, seconds: 0, warmupSeconds: 0, warmupCapped: false, ack: new Latency(), errorCodes: {} };
 }
 
 export interface RateOptions {
@@ -139,8 +148,14 @@ export interface RateOptions {
    * Send this long first without counting it (then `seconds` more are measured), and call
    * `onMeasureStart` when the measured part begins: the traffic goes on unbroken, so the
    * measured window opens on a system in its steady state, not on a restart after a pause.
+   * The warm-up goes on past `warmupSeconds` (when it is 1 s or more) until the system is in its
+   * steady state: the acks of the last second came at the offered rate, ±5 %. Slower means a
+   * backlog is building (a start-up stall: JIT, cold rooms, 80 sockets starting at once), faster
+   * that one is draining; either would otherwise spill into the measured part. Only throughput
+   * decides, not latency. At most `warmupMaxExtraSeconds` (default 10) more.
    */
   warmupSeconds?: number;
+  warmupMaxExtraSeconds?: number;
   onMeasureStart?: () => void;
 }
 
@@ -149,7 +164,7 @@ export interface RateOptions {
  * round-robin over the sockets; latency is from send to the frame's ack.
  */
 export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o: RateOptions): Promise<SendStats> {
-  const s: SendStats = { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, seconds: 0, ack: new Latency(), errorCodes: {} };
+  const s = emptySendStats();
   if (clients.length === 0) return s;
   const framesPerSec = o.rate / o.batch;
   const maxInFlight = o.maxInFlight ?? 32;
@@ -160,7 +175,22 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
   const dtMs = Math.max(1, Math.round(1000 / Math.max(fleet > 1 ? perSocketHz : perSocketHz * o.batch, 0.001)));
   const t0 = performance.now();
   const warmupMs = Math.max(0, (o.warmupSeconds ?? 0) * 1000);
-  const end = t0 + warmupMs + o.seconds * 1000;
+  const warmupMaxMs = warmupMs + Math.max(0, o.warmupMaxExtraSeconds ?? 10) * 1000;
+  /** Set when the measured part starts (at once without a warm-up). */
+  let end = warmupMs > 0 ? Infinity : t0 + o.seconds * 1000;
+  /** (time, pings answered so far: accepted or refused) during the warm-up, every ≥ 100 ms, the last ≈ 2.5 s of them. */
+  const answered = (): number => s.pingsAccepted + s.pingErrors;
+  const acked: [number, number][] = [[t0, 0]];
+  /** Steady: the acks of the last second came at the offered rate, ±5 % (no backlog building or draining). */
+  const steady = (now: number): boolean => {
+    for (let i = acked.length - 1; i >= 0; i--) {
+      const [t, n] = acked[i]!;
+      if (now - t < 1000) continue;
+      const ratio = ((answered() - n) * 1000) / (now - t) / o.rate;
+      return ratio >= 0.95 && ratio <= 1.05;
+    }
+    return true; // warmed up for less than a second: nothing to compare
+  };
   /** Frames sent before this time are warm-up: counted only until then (the progress lines), then dropped. */
   let markAt = warmupMs > 0 ? Infinity : t0;
   let label = warmupMs > 0 ? `${o.label} warm-up` : o.label;
@@ -177,8 +207,15 @@ export async function sendAtRate(clients: DriverClient[], vehicles: Vehicle[], o
     const tick = (): void => {
       const now = performance.now();
       if (now >= end || (o.stopAfterPings !== undefined && s.pingsSent >= o.stopAfterPings)) { clearInterval(timer); resolve(); return; }
-      if (markAt === Infinity && now - t0 >= warmupMs) {
+      if (markAt === Infinity) {
+        if (now - acked[acked.length - 1]![0] >= 100) acked.push([now, answered()]);
+        while (acked.length > 25) acked.shift();
+      }
+      if (markAt === Infinity && now - t0 >= warmupMs && (steady(now) || now - t0 >= warmupMaxMs)) {
         markAt = now;
+        end = now + o.seconds * 1000;
+        s.warmupSeconds = (now - t0) / 1000;
+        s.warmupCapped = !steady(now);
         label = o.label;
         Object.assign(s, { framesSent: 0, pingsSent: 0, framesAcked: 0, pingsAccepted: 0, pingErrors: 0, frameFailures: 0, skipped: 0, errorCodes: {} });
         s.ack.reset();

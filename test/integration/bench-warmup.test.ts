@@ -32,3 +32,30 @@ test('sendAtRate with a warm-up: pings flow on unbroken, only the measured part 
     await srv.stop();
   }
 });
+
+// A start-up stall leaves a backlog that the server then answers in a burst: the warm-up goes on
+// until the acks of the last second come at the offered rate (±5 %), neither slower (stalled)
+// nor faster (catching up), so neither is measured; and it ends anyway after warmupMaxExtraSeconds.
+test('sendAtRate: the warm-up goes on until the acks keep pace with the offered rate, up to its cap', async () => {
+  const run = async (name: string, o: { seconds: number; warmupMaxExtraSeconds?: number }) => {
+    const srv = startNodeChild(name, 'dist/load-tests/lib/ack-server.js', { ACK_STALL_MS: '1500' });
+    try {
+      const port = Number((await srv.waitForLog((l) => l.msg === 'ack listening')).port);
+      const opened = await openDrivers(`http://127.0.0.1:${port}`, 8, { prefix: name, encoding: 'msgpack', fleet: 5 });
+      const s = await sendAtRate(opened.clients, opened.vehicles, { rate: 500, batch: 5, fleet: 5, warmupSeconds: 1, label: name, ...o });
+      for (const c of opened.clients) await c.close();
+      return s;
+    } finally {
+      await srv.stop();
+    }
+  };
+  // Nothing acked until ≈ 1.5 s (below the rate), then a burst (above it) that stays in the last
+  // second's window until ≈ 2.5 s.
+  const s = await run('wb', { seconds: 0.5 });
+  assert.ok(s.warmupSeconds >= 2.2 && s.warmupSeconds < 8, `warm-up went on through the stall and the catch-up: ${s.warmupSeconds} s`);
+  assert.equal(s.warmupCapped, false);
+  assert.ok(s.ack.summary().p99 < 500, `no backlog in the measured part: ack p99 ${s.ack.summary().p99} ms`);
+  const c = await run('wc', { seconds: 0.3, warmupMaxExtraSeconds: 0.6 });
+  assert.ok(c.warmupSeconds >= 1.6 && c.warmupSeconds < 1.9, `capped at 1 + 0.6 s: ${c.warmupSeconds} s`);
+  assert.equal(c.warmupCapped, true, 'the burst at ≈ 1.5 s is inside the last second at 1.6 s');
+});

@@ -36,6 +36,18 @@ export function raiseToRealtime(procs: readonly RealtimeProcess[]): () => void {
   return () => restore(done);
 }
 
+/**
+ * Puts a process that outlives a run (the stack's Redis) back to normal priority if an earlier
+ * `--realtime` run was interrupted before it could: true if it had to.
+ */
+export function lowerIfLeftRaised(p: RealtimeProcess): boolean {
+  let policy: string;
+  try { policy = schedulingPolicy(p.pid); } catch { return false; } // no chrt: nothing can have raised it
+  if (policy === 'SCHED_OTHER') return false;
+  restore([p]);
+  return true;
+}
+
 function restore(procs: readonly RealtimeProcess[]): void {
   for (const p of procs) {
     // The process may have exited (gateways and generators stop first): nothing to undo then.

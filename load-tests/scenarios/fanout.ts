@@ -17,7 +17,7 @@ import { starved, viewerDelay } from '../lib/maps.js';
 import { openViewerLoad } from '../lib/viewer-load.js';
 import { nativeSinkBinary } from '../lib/native-sinks.js';
 import { MB, machineBusyNotes, machineCpu, procSample, runQueueWaitSeconds } from '../lib/proc-stat.js';
-import { checkRealtimeAllowed, raiseToRealtime, type RealtimeProcess } from '../lib/realtime.js';
+import { checkRealtimeAllowed, lowerIfLeftRaised, raiseToRealtime, type RealtimeProcess } from '../lib/realtime.js';
 import { progress, type ScenarioResult } from '../lib/report.js';
 import { startBenchGateway, type GatewayChild } from '../lib/stack.js';
 import { processStats, writeStats, writeStatsNote } from '../lib/gateway-metrics.js';
@@ -95,6 +95,8 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
         ...(target ? [] : [{ label: 'redis', pid: await redisPid(ctx.stack.redisUrl) }]),
         ...viewers.measuringPids.map((pid) => ({ label: 'MapClients', pid })),
       ];
+      const redis = watched.find((p) => p.label === 'redis');
+      if (redis && lowerIfLeftRaised(redis)) progress('fanout: the bench Redis was still at real-time priority (an interrupted --realtime run): lowered to normal first');
       if (o.realtime) lowerAgain = raiseToRealtime([...gws.flatMap((g, i) => (g.pid ? [{ label: `gateway-${i}`, pid: g.pid }] : [])), ...watched]);
       const send = { rate, batch: fleet, fleet };
       // Warm-up, not measured: rooms go hot, JIT, the first backlog drains (a 1 s warm-up left

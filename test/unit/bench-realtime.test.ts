@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { checkRealtimeAllowed, raiseToRealtime, schedulingPolicy } from '../../load-tests/lib/realtime.js';
+import { checkRealtimeAllowed, lowerIfLeftRaised, raiseToRealtime, schedulingPolicy } from '../../load-tests/lib/realtime.js';
 import { runQueueWaitSeconds } from '../../load-tests/lib/proc-stat.js';
 
 const allowed = (() => { try { checkRealtimeAllowed(); return true; } catch (err) { return (err as Error).message; } })();
@@ -39,4 +39,18 @@ test('runQueueWaitSeconds: a number for a live process, undefined for none or a 
   assert.ok(w === undefined || (Number.isFinite(w) && w >= 0), String(w));
   assert.equal(runQueueWaitSeconds(undefined), undefined);
   assert.equal(runQueueWaitSeconds(2 ** 22 + 12345), undefined);
+});
+
+test('lowerIfLeftRaised: a process an interrupted run left raised goes back to normal; a normal one is left alone', { skip: allowed === true ? false : allowed }, async () => {
+  const kid = spawn('sleep', ['30']);
+  try {
+    const p = { label: 'redis', pid: kid.pid! };
+    assert.equal(lowerIfLeftRaised(p), false, 'already normal');
+    raiseToRealtime([p]); // and never lowered: the run was interrupted
+    assert.equal(schedulingPolicy(p.pid), 'SCHED_RR');
+    assert.equal(lowerIfLeftRaised(p), true);
+    assert.equal(schedulingPolicy(p.pid), 'SCHED_OTHER');
+  } finally {
+    kid.kill();
+  }
 });

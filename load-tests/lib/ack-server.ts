@@ -26,10 +26,10 @@ app.ws<{ frames: number }>('/*', {
   message: (ws, msg) => {
     if (stallMs > 0) { const until = Date.now() + stallMs; stallMs = 0; while (Date.now() < until) { /* stalled */ } }
     const d = ws.getUserData();
-    const ping = packr.unpack(Buffer.from(msg)) as { seq?: number } | unknown[];
+    const frame = packr.unpack(Buffer.from(msg)) as { seq?: number } | unknown[];
     // As the gateway: count = the frame's pings (an array is a batch or a fleet feed's frame).
-    const count = Array.isArray(ping) ? ping.length : 1;
-    ws.send(packr.pack({ type: 'ack', seq: Array.isArray(ping) ? null : ping.seq ?? null, count, frame: ++d.frames }), true);
+    const ack = Array.isArray(frame) ? { seq: null, count: frame.length } : { seq: frame.seq ?? null, count: 1 };
+    ws.send(packr.pack({ type: 'ack', ...ack, frame: ++d.frames }), true);
   },
 });
 app.listen('127.0.0.1', 0, (ls) => {

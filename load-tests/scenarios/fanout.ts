@@ -91,11 +91,8 @@ export async function main(ctx: ScenarioContext): Promise<ScenarioResult> {
       if (viewers.ok === 0) throw new Error(`no subscriber connected: ${viewers.firstError}`);
       // Local processes besides the gateways whose main thread's wait for a CPU is reported;
       // --realtime raises them and the local gateways.
-      const watched: RealtimeProcess[] = [
-        ...(target ? [] : [{ label: 'redis', pid: await redisPid(ctx.stack.redisUrl) }]),
-        ...viewers.measuringPids.map((pid) => ({ label: 'MapClients', pid })),
-      ];
-      const redis = watched.find((p) => p.label === 'redis');
+      const redis: RealtimeProcess | undefined = target ? undefined : { label: 'redis', pid: await redisPid(ctx.stack.redisUrl) };
+      const watched: RealtimeProcess[] = [...(redis ? [redis] : []), ...viewers.measuringPids.map((pid) => ({ label: 'MapClients', pid }))];
       if (redis && lowerIfLeftRaised(redis)) progress('fanout: the bench Redis was still at real-time priority (an interrupted --realtime run): lowered to normal first');
       if (o.realtime) lowerAgain = raiseToRealtime([...gws.flatMap((g, i) => (g.pid ? [{ label: `gateway-${i}`, pid: g.pid }] : [])), ...watched]);
       const send = { rate, batch: fleet, fleet };

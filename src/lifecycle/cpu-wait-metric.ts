@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Counter } from 'prom-client';
+import { Counter, register } from 'prom-client';
 
 /**
  * Seconds a process's main thread (this one's: its event loop) has spent runnable but waiting for
@@ -15,8 +15,6 @@ export function mainThreadCpuWaitSeconds(pid: number | 'self' = 'self'): number 
   }
 }
 
-const registered = new Set<string>();
-
 /**
  * `<prefix>process_cpu_wait_seconds_total` on the global prom-client registry, next to the default
  * `process_cpu_seconds_total`: how long the event loop was ready to run but had no core. Its rate
@@ -25,12 +23,12 @@ const registered = new Set<string>();
  * (no sample) where the system does not say. Registered once per prefix.
  */
 export function registerCpuWaitMetric(prefix: string): void {
-  if (registered.has(prefix)) return;
-  registered.add(prefix);
+  const name = `${prefix}process_cpu_wait_seconds_total`;
+  if (register.getSingleMetric(name)) return;
   let last = mainThreadCpuWaitSeconds();
   if (last === undefined) return;
   new Counter({
-    name: `${prefix}process_cpu_wait_seconds_total`,
+    name,
     help: 'Time the main (event-loop) thread was runnable but waiting for a CPU (Linux schedstat); a rising rate means the cores are oversubscribed',
     collect() {
       const now = mainThreadCpuWaitSeconds();
